@@ -1,0 +1,37 @@
+"""A backend whose routing hooks block until the test calls ``release()`` (a dead server)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import tracelet
+from tracelet.records import Record
+
+_released = threading.Event()
+
+
+def release() -> None:
+    """Unblock every hanging hook (tests call it at teardown so no thread outlives them)."""
+    _released.set()
+
+
+def rearm() -> None:
+    _released.clear()
+
+
+class HangingBackend:
+    def __init__(self, settings: None) -> None:
+        self.entered = threading.Event()
+
+    @tracelet.hookimpl
+    def tracelet_backend_log_metrics(self, metrics: Sequence[Record]) -> None:
+        self.entered.set()
+        _released.wait()
+
+
+@tracelet.hookimpl
+def tracelet_plugin_info() -> tracelet.PluginInfo:
+    return tracelet.PluginInfo(
+        name="fixture-hanging", kind=tracelet.PluginKind.BACKEND, factory=HangingBackend, enabled_by_default=False
+    )

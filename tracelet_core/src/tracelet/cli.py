@@ -1,0 +1,63 @@
+"""The ``tracelet`` command: ``tracelet plugins`` and ``tracelet config``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tracelet._version import __version__
+from tracelet.config import resolve_config
+from tracelet.errors import ConfigError
+from tracelet.plugins import discover
+
+__all__ = ["main"]
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _plugins() -> int:
+    rows = [("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")]
+    for entry in sorted(discover(), key=lambda e: e.name):
+        status = entry.status
+        if entry.info is not None and not entry.info.enabled_by_default:
+            status = "loaded (opt-in: use it by name)"
+        if entry.error:
+            status = f"failed: {entry.error}"
+        rows.append((entry.name, entry.kind or "-", entry.distribution or "(registered)", entry.version or "-", status))
+    print(_table(rows))
+    return 0
+
+
+def _config() -> int:
+    entries = discover()
+    loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
+    ignored = frozenset(entry.name for entry in entries if entry.info is None)
+    try:
+        resolved = resolve_config(loaded, {}, ignored_plugins=ignored)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows = [("KEY", "VALUE", "SOURCE")]
+    rows += [(key, repr(value), source.description) for key, (value, source) in sorted(resolved.values.items())]
+    print(_table(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracelet", description="Tracelet: one start(), every experiment tracker.")
+    parser.add_argument("--version", action="version", version=f"tracelet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("plugins", help="list installed plugins: name, kind, distribution, version, status")
+    commands.add_parser("config", help="show the resolved configuration and where each value comes from")
+    arguments = parser.parse_args(argv)
+    if arguments.command == "plugins":
+        return _plugins()
+    return _config()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The hook-driven worker pool that carries records from the training loop to backends.
+
+::
+
+    caller threads --append--> intake --router thread--> queue --worker thread--> backend A hooks
+                                                     \\-> queue --worker thread--> backend B hooks
+
+The caller's thread only appends an immutable item to the intake deque
+(``deque.append`` is atomic; no lock is taken). The router thread turns the
+hot path's plain metric tuples into :class:`~tracelet.records.Metric` records
+and hands every item to each backend's bounded queue. Each backend has a
+worker thread that starts the backend, then hands it batches of consecutive
+records of one kind, in logging order, and catches whatever its hooks raise.
+A slow or hung backend therefore delays only its own queue.
+
+Flush and end requests travel through the same queues as records, so they
+are handled after every record logged before them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import attrs
+import pluggy
+
+from tracelet.info import BackendRunRef, RunInfo
+from tracelet.log import get_logger
+from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
+
+__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record"]
+
+_log = get_logger()
+
+# Record type -> (routing hook, its argument name). Consecutive records that map to
+# the same hook are delivered in one call.
+_ROUTES: dict[type, tuple[str, str]] = {
+    Metric: ("tracelet_backend_log_metrics", "metrics"),
+    Param: ("tracelet_backend_log_params", "params"),
+    Tag: ("tracelet_backend_set_tags", "tags"),
+    Artifact: ("tracelet_backend_log_artifacts", "artifacts"),
+    Image: ("tracelet_backend_log_media", "media"),
+    Text: ("tracelet_backend_log_media", "media"),
+    Histogram: ("tracelet_backend_log_media", "media"),
+    Figure: ("tracelet_backend_log_media", "media"),
+}
+
+
+def is_record(item: object) -> bool:
+    """Whether ``item`` is one of the record types backends receive."""
+    return type(item) in _ROUTES
+
+
+_MAX_DRAIN = 10_000  # items the router takes from the intake before handing them on
+_IDLE_WAIT = 0.5  # seconds; a safety net only, wake-ups come from events
+_MAX_LOGGED_ERRORS = 20  # distinct errors logged per backend; later ones are only counted
+
+WorkerState = Literal["starting", "running", "failed", "ended"]
+
+
+class FlushRequest:
+    """A flush travelling through every backend's queue; done when all have handled it."""
+
+    __slots__ = ("_lock", "_pending", "done", "ok")
+
+    def __init__(self, backends: int) -> None:
+        self._lock = threading.Lock()
+        self._pending = backends
+        self.ok = True
+        self.done = threading.Event()
+        if backends == 0:
+            self.done.set()
+
+    def complete(self, ok: bool) -> None:
+        with self._lock:
+            self.ok = self.ok and ok
+            self._pending -= 1
+            if self._pending == 0:
+                self.done.set()
+
+
+@attrs.frozen
+class _End:
+    status: RunStatus
+
+
+@attrs.frozen
+class BackendStats:
+    """Delivery figures of one backend, as returned by ``Run.stats()``."""
+
+    name: str
+    state: WorkerState
+    run_id: str | None
+    """The backend's own run id, once its start hook returned."""
+    url: str | None
+    delivered: int
+    """Records handed to a routing hook that returned normally."""
+    failed: int
+    """Records handed to a hook that raised, or refused because the backend failed to start."""
+    dropped: int
+    """Records discarded because a queue was full, or undelivered at ``stop()``'s deadline."""
+    queued: int
+    batches: int
+    """Routing hook calls that returned normally."""
+    last_error: str | None
+    latency: float | None
+    """Seconds from logging to delivery of the oldest record in the last timestamped batch."""
+    max_latency: float | None
+
+
+class BackendWorker:
+    """Delivers one backend's records on a thread of its own."""
+
+    def __init__(
+        self,
+        name: str,
+        hooks: pluggy.HookRelay,
+        run_info: RunInfo,
+        *,
+        max_batch_size: int,
+        queue_size: int,
+        linger: float,
+    ) -> None:
+        self.name = name
+        self._hooks = hooks
+        self._run_info = run_info
+        self._max_batch_size = max_batch_size
+        self._queue_size = queue_size
+        self._linger = linger
+        self._queue: deque[object] = deque()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"tracelet-backend-{name}", daemon=True)
+        self._state: WorkerState = "starting"
+        self._ref: BackendRunRef | None = None
+        self._delivered = 0
+        self._failed = 0
+        self._dropped = 0
+        self._batches = 0
+        self._losses_at_last_flush = 0
+        self._last_error: str | None = None
+        self._logged_errors: set[str] = set()
+        self._latency: float | None = None
+        self._max_latency: float | None = None
+
+    # --- router side ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, items: Sequence[object]) -> None:
+        """Queue items (router thread only); beyond ``queue_size`` the oldest records are dropped."""
+        queue = self._queue
+        queue.extend(items)
+        excess = len(queue) - self._queue_size
+        while excess > 0:
+            try:
+                item = queue.popleft()
+            except IndexError:  # the worker emptied it meanwhile
+                break
+            if isinstance(item, _End):  # never lose the end; it is the newest item
+                queue.appendleft(item)
+                break
+            if isinstance(item, FlushRequest):
+                item.complete(False)
+                continue
+            self._dropped += 1
+            excess -= 1
+        self._wake.set()
+
+    def add_dropped(self, count: int) -> None:
+        """Count records lost before reaching this backend's queue (router thread only)."""
+        self._dropped += count
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the worker to end, at most until ``deadline`` (``time.monotonic()``)."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._dropped += sum(1 for item in list(self._queue) if type(item) in _ROUTES)
+            return False
+        return True
+
+    def stats(self) -> BackendStats:
+        return BackendStats(
+            name=self.name,
+            state=self._state,
+            run_id=self._ref.id if self._ref else None,
+            url=self._ref.url if self._ref else None,
+            delivered=self._delivered,
+            failed=self._failed,
+            dropped=self._dropped,
+            queued=sum(1 for item in list(self._queue) if type(item) in _ROUTES),
+            batches=self._batches,
+            last_error=self._last_error,
+            latency=self._latency,
+            max_latency=self._max_latency,
+        )
+
+    @property
+    def ref(self) -> BackendRunRef | None:
+        return self._ref
+
+    # --- worker thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        self._start_backend()
+        while True:
+            self._wake.clear()
+            if not self._queue:
+                self._wake.wait(_IDLE_WAIT)
+                continue
+            if self._linger and len(self._queue) < self._max_batch_size:
+                time.sleep(self._linger)
+            if not self._deliver_queued():
+                return
+
+    def _start_backend(self) -> None:
+        try:
+            ref = self._hooks.tracelet_backend_start(run=self._run_info)
+        except Exception as error:  # noqa: BLE001 - a backend's failure must not escape its worker
+            self._state = "failed"
+            self._record_error("tracelet_backend_start", error)
+            return
+        self._ref = ref if isinstance(ref, BackendRunRef) else None
+        self._state = "running"
+
+    def _deliver_queued(self) -> bool:
+        """Deliver what is queued now; ``False`` once the end request was handled."""
+        queue = self._queue
+        batch: list[Any] = []
+        route: tuple[str, str] | None = None
+        while True:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                break
+            item_route = _ROUTES.get(type(item))
+            if item_route is None:  # a control request: deliver what precedes it first
+                self._send(route, batch)
+                batch, route = [], None
+                if isinstance(item, FlushRequest):
+                    item.complete(self._flush())
+                elif isinstance(item, _End):
+                    self._end(item.status)
+                    return False
+                continue
+            if item_route != route or len(batch) >= self._max_batch_size:
+                self._send(route, batch)
+                batch, route = [], item_route
+            batch.append(item)
+        self._send(route, batch)
+        return True
+
+    def _send(self, route: tuple[str, str] | None, batch: list[Any]) -> None:
+        if route is None or not batch:
+            return
+        if self._state != "running":
+            self._failed += len(batch)
+            return
+        hook_name, argument = route
+        try:
+            getattr(self._hooks, hook_name)(**{argument: batch})
+        except Exception as error:  # noqa: BLE001 - isolate the backend: count, log, carry on
+            self._failed += len(batch)
+            self._record_error(hook_name, error)
+            return
+        self._delivered += len(batch)
+        self._batches += 1
+        timestamp = getattr(batch[0], "timestamp", None)
+        if timestamp is not None:
+            self._latency = time.time() - timestamp
+            self._max_latency = max(self._max_latency or 0.0, self._latency)
+
+    def _flush(self) -> bool:
+        ok = self._call_control("tracelet_backend_flush")
+        losses = self._failed + self._dropped
+        ok = ok and losses == self._losses_at_last_flush
+        self._losses_at_last_flush = losses
+        return ok
+
+    def _end(self, status: RunStatus) -> None:
+        self._flush()
+        self._call_control("tracelet_backend_end", status=status)
+        if self._state == "running":
+            self._state = "ended"
+
+    def _call_control(self, hook_name: str, **arguments: object) -> bool:
+        if self._state != "running":
+            return False
+        try:
+            getattr(self._hooks, hook_name)(**arguments)
+        except Exception as error:  # noqa: BLE001 - isolate the backend
+            self._record_error(hook_name, error)
+            return False
+        return True
+
+    def _record_error(self, hook_name: str, error: BaseException) -> None:
+        message = f"{type(error).__name__}: {error}"
+        self._last_error = f"{hook_name}: {message}"
+        if message in self._logged_errors or len(self._logged_errors) >= _MAX_LOGGED_ERRORS:
+            return
+        self._logged_errors.add(message)
+        _log.warning("backend hook failed", plugin=self.name, hook=hook_name, error=message, exc_info=error)
+
+
+class Dispatcher:
+    """Owns the intake, the router thread and the backend workers of one run."""
+
+    def __init__(self, workers: Iterable[BackendWorker], intake_size: int) -> None:
+        self.workers = tuple(workers)
+        self.intake: deque[object] = deque(maxlen=intake_size)
+        self.intake_dropped = 0
+        """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
+        self.wake: Callable[[], None]
+        self._wake_event = threading.Event()
+        self.wake = self._wake_event.set
+        self._closing: RunStatus | None = None
+        self._routed_drops = 0
+        self._thread = threading.Thread(target=self._route, name="tracelet-router", daemon=True)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+        self._thread.start()
+
+    def submit(self, item: object) -> None:
+        """Queue one record or request (any thread)."""
+        intake = self.intake
+        if len(intake) == intake.maxlen:
+            self.intake_dropped += 1
+        intake.append(item)
+        if len(intake) == 1:
+            self.wake()
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything submitted before the call was delivered; ``False`` on timeout or loss."""
+        request = FlushRequest(len(self.workers))
+        self.submit(request)
+        return request.done.wait(timeout) and request.ok
+
+    def stop(self, status: RunStatus, deadline: float) -> bool:
+        """Deliver what is queued, end every backend with ``status``, return by ``deadline``.
+
+        Returns ``True`` when every backend ended in time. A backend still
+        busy at the deadline is abandoned (its thread is a daemon) and its
+        undelivered records are counted as dropped.
+        """
+        self._closing = status
+        self.wake()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        ended = [worker.join(deadline) for worker in self.workers]
+        return not self._thread.is_alive() and all(ended)
+
+    def _route(self) -> None:
+        intake = self.intake
+        new_metric = tuple.__new__
+        while True:
+            self._wake_event.clear()
+            items: list[object] = []
+            take = intake.popleft
+            try:
+                for _ in range(_MAX_DRAIN):
+                    item = take()
+                    items.append(new_metric(Metric, item) if type(item) is tuple else item)
+            except IndexError:
+                pass
+            lost = self.intake_dropped - self._routed_drops
+            if lost:
+                self._routed_drops += lost
+                for worker in self.workers:
+                    worker.add_dropped(lost)
+            if items:
+                for worker in self.workers:
+                    worker.put(items)
+            elif self._closing is not None:
+                break
+            else:
+                self._wake_event.wait(_IDLE_WAIT)
+        end = [_End(self._closing)]
+        for worker in self.workers:
+            worker.put(end)

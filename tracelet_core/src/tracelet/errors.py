@@ -1,0 +1,21 @@
+"""Exceptions raised by Tracelet to its callers."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "PluginError", "TraceletError"]
+
+
+class TraceletError(Exception):
+    """Base class of every error Tracelet raises on purpose."""
+
+
+class ConfigError(TraceletError, ValueError):
+    """A configuration value is invalid or unknown.
+
+    The message names the key, where the value came from (an environment
+    variable, a file, or an argument of ``start()``) and what was expected.
+    """
+
+
+class PluginError(TraceletError):
+    """A plugin could not be loaded, configured or started (raised in strict mode)."""

@@ -1,0 +1,197 @@
+"""Every hook a Tracelet plugin can implement.
+
+A plugin is an importable object (usually a module) named by an entry point
+in the ``tracelet`` group. It implements :func:`tracelet_plugin_info`, which
+declares the plugin's name, kind and settings and a ``factory``. For each
+run, core calls ``factory(settings)`` and registers the object it returns in
+a plugin manager of its own; that object implements the hooks of the plugin's
+kind with ``@tracelet.hookimpl`` methods and keeps whatever state it needs
+for the run.
+
+Core calls one plugin's implementation at a time, inside its own error
+handling: an exception raised by a hook is logged (plugin, hook, error),
+counted in ``Run.stats()`` and never reaches the training script. In strict
+mode (``TRACELET_STRICT=1``) loading and configuration errors raise instead;
+errors during delivery are still isolated.
+
+A hook implementation may accept a subset of the arguments listed here (a
+pluggy rule), so adding an argument to a hook later breaks no plugin.
+In strict mode a method decorated with ``@tracelet.hookimpl`` whose name is
+not a hook below is an error (``PluginManager.check_pending``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from tracelet.info import BackendRunRef, PluginInfo, RunInfo
+from tracelet.records import Artifact, Media, Metric, Param, Record, RunStatus, Tag
+
+if TYPE_CHECKING:
+    from tracelet.run import Run
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "tracelet"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --- Registration and settings ------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tracelet_plugin_info() -> PluginInfo:
+    """Declare the plugin: its name, kind, settings class and factory.
+
+    Called once per process, on the thread that first starts a run or lists
+    plugins (``tracelet plugins``), on the object the entry point names.
+    Return a :class:`tracelet.PluginInfo`. Keep it cheap: do not import the
+    backend or framework library here.
+
+    If it raises or returns something else, the plugin is reported as failed
+    and skipped (strict mode: :class:`tracelet.PluginError`).
+    """
+
+
+# --- Routing: backends ----------------------------------------------------------
+#
+# All routing hooks of one backend run on that backend's own worker thread, one
+# at a time and in the order records were logged, so a backend needs no locks.
+# A routing hook that raises fails only the batch it was given: the records are
+# counted as failed in ``stats()`` and delivery goes on with the next batch.
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_start(run: RunInfo) -> BackendRunRef | None:
+    """Create (or, when ``run.resume`` names this backend, attach to) the backend's run.
+
+    Called first on the backend's worker thread, while ``tracelet.start()``
+    has already returned; records logged meanwhile wait in the backend's
+    queue. Import the backend library here. Return the backend's run id and
+    URL (shown by ``Run.backends``), or ``None``.
+
+    If it raises, the backend is marked failed for this run: its records are
+    counted as failed and its other hooks are not called.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_log_metrics(metrics: Sequence[Metric]) -> None:
+    """Deliver a batch of metrics, in logging order, at most ``max_batch_size`` long."""
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_log_params(params: Sequence[Param]) -> None:
+    """Deliver a batch of params. A name may repeat with a new value; the last one wins."""
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_set_tags(tags: Sequence[Tag]) -> None:
+    """Deliver a batch of tags."""
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_log_artifacts(artifacts: Sequence[Artifact]) -> None:
+    """Upload files or directories. The paths were not checked on the caller's thread."""
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_log_media(media: Sequence[Media]) -> None:
+    """Deliver images, texts, histograms and figures, in logging order."""
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_flush() -> None:
+    """Make everything delivered so far durable (called by ``tracelet.flush()`` and at stop).
+
+    Called on the worker thread after every record logged before the flush
+    request has been handed to the other routing hooks.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_backend_end(status: RunStatus) -> None:
+    """End the backend's run with ``status``; the last hook called on this object.
+
+    Called on the worker thread after the final flush. If ``stop()``'s
+    deadline passes first, it is not called and the backend's remaining
+    records are counted as dropped.
+    """
+
+
+# --- Collection: collectors -----------------------------------------------------
+#
+# Each collector runs on a thread of its own. Records it returns are logged
+# to every backend like records logged by the training script.
+
+
+@hookspec(firstresult=True)
+def tracelet_collect_start(run: RunInfo) -> Iterable[Record] | None:
+    """Return the records to log once, at run start (environment, git state).
+
+    Called on the collector's thread right after ``start()``. If it raises,
+    the error is logged and the collector's periodic sampling still runs.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_collect_interval() -> float | None:
+    """Return the seconds between periodic samples, or ``None`` for no sampling.
+
+    Called once on the collector's thread, after ``tracelet_collect_start``.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_collect_sample() -> Iterable[Record] | None:
+    """Return the records of one periodic sample (system resources).
+
+    Called on the collector's thread every ``tracelet_collect_interval()``
+    seconds, first right after start. If it raises, the error is logged
+    once per distinct error and sampling goes on.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_collect_stop() -> None:
+    """Release what the collector holds; called on its thread when the run stops."""
+
+
+# --- Framework patching -------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tracelet_patch_targets() -> Sequence[str]:
+    """Return the names of the modules this plugin patches (``"torch.utils.tensorboard"``).
+
+    Called once per run when it starts, on the thread calling ``start()``.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_patch(run: Run, module: ModuleType) -> None:
+    """Patch ``module`` so that what it logs reaches ``run``.
+
+    Called at most once per target and run: from ``start()`` when the
+    module is already imported, otherwise on the importing thread right after
+    the module has executed (a post-import hook on ``sys.meta_path``).
+    Remember the originals to restore them in :func:`tracelet_unpatch`.
+    Errors raised by the original functions must reach the user unchanged;
+    errors in capture code must be caught (see ``tracelet.patching``).
+
+    If it raises, the error is logged and the plugin's ``tracelet_unpatch``
+    is still called at stop, so leave no half-applied patch behind.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_unpatch() -> None:
+    """Restore every original patched by :func:`tracelet_patch`, identity-equal.
+
+    Called once, on the thread calling ``stop()``, before backends are ended.
+    """

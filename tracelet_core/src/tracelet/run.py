@@ -1,0 +1,308 @@
+"""A started run: the logging API on the caller's side and the run's lifecycle.
+
+Every ``log_*`` method does only what must happen on the caller's thread
+(converting a tensor to a number, copying an image, rendering a figure) and
+appends an immutable item to the dispatcher's intake. No I/O, no lock, no
+per-call logging.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from tracelet.collectors import CollectorThread
+from tracelet.dispatcher import BackendStats, Dispatcher, is_record
+from tracelet.errors import TraceletError
+from tracelet.info import RunInfo
+from tracelet.log import get_logger
+from tracelet.media import figure_to_png, image_pixels, make_histogram
+from tracelet.patching import FrameworkPatcher
+from tracelet.records import Artifact, Figure, Image, Param, Record, RunStatus, Tag, Text
+from tracelet.values import flatten_params, to_metric_value, to_param_value
+
+__all__ = ["Run", "RunStats"]
+
+_log = get_logger()
+_now = time.time
+
+
+@attrs.frozen
+class RunStats:
+    """What ``Run.stats()`` returns. ``stats()["mlflow"]`` is that backend's :class:`BackendStats`."""
+
+    backends: Mapping[str, BackendStats]
+    rejected: Mapping[str, int]
+    """Values refused on the caller's thread, by ``"kind:name"`` (``"metric:loss"``)."""
+
+    def __getitem__(self, backend: str) -> BackendStats:
+        return self.backends[backend]
+
+
+class Run:
+    """One tracked run. Returned by :func:`tracelet.start`; also a context manager.
+
+    Calling a ``log_*`` method after :meth:`stop` raises
+    :class:`~tracelet.errors.TraceletError`.
+    """
+
+    def __init__(
+        self,
+        info: RunInfo,
+        dispatcher: Dispatcher,
+        collectors: list[CollectorThread],
+        plugins: Mapping[str, object],
+        *,
+        strict: bool,
+        stop_timeout: float,
+        on_stop: Callable[[Run], None],
+    ) -> None:
+        self.info = info
+        self._dispatcher = dispatcher
+        self._intake = dispatcher.intake
+        self._intake_size = dispatcher.intake.maxlen
+        self._wake = dispatcher.wake
+        self._collectors = collectors
+        self._plugins = dict(plugins)
+        self._patcher: FrameworkPatcher | None = None
+        self._strict = strict
+        self._stop_timeout = stop_timeout
+        self._on_stop = on_stop
+        self._step = 0
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self._stop_result = False
+        self._rejected: dict[str, int] = {}
+
+    # --- identity -------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def project(self) -> str:
+        return self.info.project
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Names of the backends this run delivers to."""
+        return self.info.backends
+
+    @property
+    def step(self) -> int:
+        """The step used when a ``log_*`` call leaves it out: the last explicit step, or one set here."""
+        return self._step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._step = operator.index(value)
+
+    def get_plugin(self, name: str) -> object:
+        """The object a plugin's factory made for this run (its backend, collector or patcher)."""
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise KeyError(f"no plugin {name!r} in this run; active plugins: {', '.join(self._plugins) or 'none'}") from None
+
+    @property
+    def strict(self) -> bool:
+        return self._strict
+
+    # --- logging (caller's thread) ------------------------------------------------------
+
+    def log_metric(self, name: str, value: Any, step: int | None = None, timestamp: float | None = None) -> None:
+        """Log one scalar. ``step`` defaults to :attr:`step`; ``timestamp`` to now (seconds)."""
+        if self._stopped:
+            self._raise_stopped()
+        if type(value) is not float:
+            number = to_metric_value(value)
+            if number is None:
+                self._reject("metric", name, f"a {type(value).__name__} is not a single real number")
+                return
+            value = number
+        if step is None:
+            step = self._step
+        elif type(step) is int:
+            self._step = step
+        else:
+            step = self._explicit_step(step, name)
+            if step is None:
+                return
+        intake = self._intake
+        if len(intake) == self._intake_size:
+            self._dispatcher.intake_dropped += 1
+        intake.append((name, value, step, _now() if timestamp is None else timestamp))
+        if len(intake) == 1:
+            self._wake()
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log several scalars at one step."""
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters; nested mappings are flattened as ``"a.b.c"``."""
+        for name, value in flatten_params(params):
+            self.log_record(Param(str(name), to_param_value(value)))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set string tags on the run."""
+        for name, value in tags.items():
+            self.log_record(Tag(str(name), str(value)))
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Upload a file or directory, under ``name`` (default: its base name).
+
+        The path is not read here; the backend's worker reads it later, so
+        do not delete it before :meth:`flush` or :meth:`stop`.
+        """
+        absolute = os.path.abspath(os.fspath(path))
+        self.log_record(Artifact(absolute, name or os.path.basename(absolute.rstrip(os.sep))))
+
+    def log_image(self, name: str, image: Any, step: int | None = None) -> None:
+        """Log an image: a numpy array or torch tensor (HW, HWC or CHW) or a PIL image."""
+        resolved = self._step_for(step, name)
+        if resolved is None:
+            return
+        try:
+            pixels, width, height, channels = image_pixels(image)
+        except Exception as error:
+            self._reject("image", name, str(error), error)
+            return
+        self.log_record(Image(name, pixels, width, height, channels, resolved, _now()))
+
+    def log_text(self, name: str, text: str, step: int | None = None) -> None:
+        """Log a text snippet."""
+        resolved = self._step_for(step, name)
+        if resolved is not None:
+            self.log_record(Text(name, str(text), resolved, _now()))
+
+    def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
+        """Log the distribution of ``values`` (a sequence, numpy array or tensor) in ``bins`` bins."""
+        resolved = self._step_for(step, name)
+        if resolved is None:
+            return
+        try:
+            histogram = make_histogram(name, values, bins, resolved, _now())
+        except Exception as error:
+            self._reject("histogram", name, str(error), error)
+            return
+        self.log_record(histogram)
+
+    def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        """Log a matplotlib figure, rendered to PNG now (figures are not thread-safe)."""
+        resolved = self._step_for(step, name)
+        if resolved is None:
+            return
+        try:
+            png = figure_to_png(figure)
+        except Exception as error:
+            self._reject("figure", name, str(error), error)
+            return
+        self.log_record(Figure(name, png, resolved, _now()))
+
+    def log_record(self, record: Record) -> None:
+        """Queue a ready-made record (for plugins: collectors, framework capture)."""
+        if self._stopped:
+            self._raise_stopped()
+        if not is_record(record):
+            raise TypeError(f"log_record() takes a tracelet record (Metric, Param, ...), not {type(record).__name__}")
+        self._dispatcher.submit(record)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is delivered; ``True`` if all of it was, in time."""
+        if self._stopped:
+            return self._stop_result
+        return self._dispatcher.flush(timeout)
+
+    def stop(self, status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> bool:
+        """End the run with ``status`` and return by ``timeout`` seconds (default: ``stop_timeout``).
+
+        Unpatches frameworks, stops collectors, delivers what is queued, ends
+        every backend's run and joins the threads. A backend that has not
+        finished by the deadline is abandoned and its remaining records are
+        counted as dropped. Returns ``True`` when everything was delivered
+        and every backend ended in time. Calling it again returns the first
+        result.
+        """
+        status = RunStatus(status)
+        deadline = time.monotonic() + (self._stop_timeout if timeout is None else timeout)
+        with self._stop_lock:
+            if self._stopped:
+                return self._stop_result
+            self._stopped = True
+        self._on_stop(self)
+        if self._patcher is not None:
+            self._patcher.stop()
+        for collector in self._collectors:
+            collector.stop(deadline)
+        ended = self._dispatcher.stop(status, deadline)
+        backend_stats = self.stats().backends.values()
+        self._stop_result = ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
+        if not ended:
+            _log.warning("stop() deadline reached; some backends did not finish", run=self.id, timeout=timeout)
+        return self._stop_result
+
+    def stats(self) -> RunStats:
+        """Delivery figures per backend, and values refused on the caller's thread."""
+        return RunStats({worker.name: worker.stats() for worker in self._dispatcher.workers}, dict(self._rejected))
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.stop(RunStatus.FINISHED)
+        else:
+            self.stop(RunStatus.KILLED if issubclass(kind, KeyboardInterrupt) else RunStatus.FAILED)
+
+    def __repr__(self) -> str:
+        return f"<tracelet.Run {self.name!r} id={self.id} project={self.project!r} backends={list(self.backends)}>"
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _attach_patcher(self, patcher: FrameworkPatcher) -> None:
+        self._patcher = patcher
+
+    def _step_for(self, step: Any, name: str) -> int | None:
+        if step is None:
+            return self._step
+        return self._explicit_step(step, name)
+
+    def _explicit_step(self, step: Any, name: str) -> int | None:
+        try:
+            resolved = operator.index(step)
+        except TypeError:
+            if isinstance(step, float) and step.is_integer():
+                resolved = int(step)
+            else:
+                self._reject("step", name, f"step {step!r} is not an integer")
+                return None
+        self._step = resolved
+        return resolved
+
+    def _reject(self, kind: str, name: str, reason: str, error: BaseException | None = None) -> None:
+        key = f"{kind}:{name}"
+        count = self._rejected.get(key, 0)
+        self._rejected[key] = count + 1
+        if self._strict:
+            raise TypeError(f"tracelet: {kind} {name!r} rejected: {reason}") from error
+        if count == 0:
+            _log.warning("value rejected and dropped (warned once per name)", kind=kind, name=name, reason=reason)
+
+    def _raise_stopped(self) -> None:
+        raise TraceletError(f"run {self.name!r} ({self.id}) has stopped; call tracelet.start() to begin a new run")
