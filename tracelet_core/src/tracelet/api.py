@@ -105,10 +105,12 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         except Exception as error:
             if core.strict:
                 raise PluginError(f"plugin {info.name!r} could not be created: {type(error).__name__}: {error}") from error
-            _log.warning("plugin could not be created and was skipped", plugin=info.name, error=f"{type(error).__name__}: {error}")
+            _log.warning(
+                "plugin could not be created and was skipped", plugin=info.name, error=f"{type(error).__name__}: {error}"
+            )
 
     by_kind = {kind: [name for name, (info, _, _) in instances.items() if info.kind is kind] for kind in PluginKind}
-    info = RunInfo(
+    run_info = RunInfo(
         id=uuid.uuid4().hex,
         project=core.project or Path.cwd().name or "default",
         name=core.name or time.strftime("run-%Y%m%d-%H%M%S"),
@@ -121,7 +123,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         BackendWorker(
             name,
             instances[name][2],
-            info,
+            run_info,
             max_batch_size=instances[name][0].max_batch_size,
             queue_size=core.queue_size,
             linger=core.batch_linger,
@@ -129,9 +131,11 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         for name in by_kind[PluginKind.BACKEND]
     ]
     dispatcher = Dispatcher(workers, intake_size=core.queue_size)
-    collectors = [CollectorThread(name, instances[name][2], info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]]
+    collectors = [
+        CollectorThread(name, instances[name][2], run_info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]
+    ]
     run = Run(
-        info,
+        run_info,
         dispatcher,
         collectors,
         {name: instance for name, (_, instance, _) in instances.items()},
@@ -151,7 +155,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     except Exception:
         run.stop(RunStatus.FAILED, timeout=0)
         raise
-    _log.debug("run started", run=info.id, name=info.name, project=info.project, plugins=list(info.plugins))
+    _log.debug("run started", run=run_info.id, name=run_info.name, project=run_info.project, plugins=list(run_info.plugins))
     return run
 
 

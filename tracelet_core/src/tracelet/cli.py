@@ -22,7 +22,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 def _plugins() -> int:
     rows = [("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")]
     for entry in sorted(discover(), key=lambda e: e.name):
-        status = entry.status
+        status: str = entry.status
         if entry.info is not None and not entry.info.enabled_by_default:
             status = "loaded (opt-in: use it by name)"
         if entry.error:

@@ -63,7 +63,7 @@ class CoreSettings:
     strict: bool = False
     """Raise on loading and configuration problems instead of warning (tests run strict)."""
     queue_size: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
-    """Records held per backend before the oldest are dropped."""
+    """Items held per backend before the oldest records are dropped (a pending ``flush()`` takes one)."""
     batch_linger: float = attrs.field(default=0.01, validator=attrs.validators.ge(0))
     """Seconds a worker waits for more records before delivering a partial batch."""
     stop_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
@@ -204,7 +204,7 @@ class _Schema:
         for plugin in sorted(self.plugins, key=len, reverse=True):
             prefix = plugin.replace("-", "_") + "_"
             if rest.startswith(prefix):
-                return f"{plugin}.{rest[len(prefix):]}"
+                return f"{plugin}.{rest[len(prefix) :]}"
         return None
 
     def is_ignored_env(self, variable: str) -> bool:
@@ -215,10 +215,7 @@ class _Schema:
 def _typed_fields(settings: type, prefix: str) -> dict[str, attrs.Attribute[Any]]:
     """The fields of an attrs class by dotted key, with string annotations resolved."""
     hints = typing.get_type_hints(settings)
-    return {
-        prefix + field.name: field.evolve(type=hints.get(field.name, field.type))  # type: ignore[attr-defined]
-        for field in attrs.fields(settings)
-    }
+    return {prefix + field.name: field.evolve(type=hints.get(field.name, field.type)) for field in attrs.fields(settings)}
 
 
 @attrs.define
@@ -228,7 +225,7 @@ class _EnabledHolder:
 
 # ``plugin.enabled``: True turns an opt-in plugin on, False turns a plugin off,
 # None (the default) follows the plugin's ``enabled_by_default``.
-_ENABLED_FIELD = attrs.fields(_EnabledHolder).enabled.evolve(type=bool | None)  # type: ignore[attr-defined]
+_ENABLED_FIELD = attrs.fields(_EnabledHolder).enabled.evolve(type=bool | None)
 
 
 def _flatten(table: Mapping[str, Any], plugins: Mapping[str, PluginInfo], ignored: frozenset[str]) -> dict[str, Any]:
@@ -259,7 +256,8 @@ def _read_files(directory: Path) -> list[tuple[Mapping[str, Any], Source]]:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
-            return tomllib.load(file)
+            table: dict[str, Any] = tomllib.load(file)
+            return table
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
 
@@ -297,28 +295,28 @@ def resolve_config(
     for variable, value in sorted(environ.items()):
         if not variable.startswith(ENV_PREFIX) or variable in DISCOVERY_VARIABLES:
             continue
-        key = schema.key_for_env(variable)
-        if key is None:
+        env_key = schema.key_for_env(variable)
+        if env_key is None:
             if not schema.is_ignored_env(variable):
                 unknown.append((variable, Source(f"{variable} (environment)")))
             continue
-        take(key, value, Source(f"{variable} (environment)"), from_environment=True)
+        take(env_key, value, Source(f"{variable} (environment)"), from_environment=True)
     for key, value in _flatten(arguments, plugins, ignored_plugins).items():
         take(key, value, Source("start()"))
 
     values: dict[str, tuple[Any, Source]] = {}
     for key, field in schema.fields.items():
         if key not in raw:
-            default = field.default
+            default: Any = field.default
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-                default = default.factory()  # type: ignore[attr-defined]
+                default = default.factory()
             if default is not attrs.NOTHING:
                 values[key] = (default, _DEFAULT)
             continue
         value, source, from_environment = raw[key]
         converter = _FROM_ENVIRONMENT if from_environment and isinstance(value, str) else _TYPED
         try:
-            values[key] = (converter.structure(value, field.type), source)
+            values[key] = (converter.structure(value, field.type or Any), source)
         except Exception as error:  # noqa: BLE001 - every structuring failure becomes one clear error
             raise ConfigError(
                 f"invalid configuration value for {key!r} from {source.description}: "
@@ -346,11 +344,16 @@ _T = typing.TypeVar("_T")
 
 def _build(kind: type[_T], prefix: str, values: Mapping[str, tuple[Any, Source]]) -> _T:
     """Instantiate an attrs settings class, turning its validators' errors into ConfigError."""
-    given = {field.name: values[prefix + field.name] for field in attrs.fields(kind) if prefix + field.name in values}  # type: ignore[misc]
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(kind)  # type: ignore[arg-type]
+    given = {field.name: values[prefix + field.name] for field in fields if prefix + field.name in values}
     try:
         return kind(**{name: value for name, (value, _) in given.items()})
     except Exception as error:  # noqa: BLE001 - a validator's error of any type names a bad value
         where = ", ".join(
-            f"{prefix}{name}={value!r} from {source.description}" for name, (value, source) in given.items() if source is not _DEFAULT
+            f"{prefix}{name}={value!r} from {source.description}"
+            for name, (value, source) in given.items()
+            if source is not _DEFAULT
         )
-        raise ConfigError(f"invalid configuration for {prefix.rstrip('.') or 'tracelet'}: {error} ({where or 'defaults'})") from None
+        raise ConfigError(
+            f"invalid configuration for {prefix.rstrip('.') or 'tracelet'}: {error} ({where or 'defaults'})"
+        ) from None

@@ -56,6 +56,7 @@ def tracelet_plugin_info() -> PluginInfo:
     If it raises or returns something else, the plugin is reported as failed
     and skipped (strict mode: :class:`tracelet.PluginError`).
     """
+    raise NotImplementedError
 
 
 # --- Routing: backends ----------------------------------------------------------
@@ -171,6 +172,7 @@ def tracelet_patch_targets() -> Sequence[str]:
 
     Called once per run when it starts, on the thread calling ``start()``.
     """
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)

@@ -16,7 +16,6 @@ import structlog
 __all__ = ["get_logger"]
 
 
-
 def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
     """Render ``event key=value ...`` with a formatted traceback on its own lines."""
     event = str(event_dict.pop("event", ""))

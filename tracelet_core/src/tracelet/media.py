@@ -110,7 +110,7 @@ def _histogram_of_floats(name: str, values: list[float], bins: int, step: int, t
     if low == high:
         low, high = low - 0.5, high + 0.5
     width = (high - low) / bins
-    edges = tuple(low + width * index for index in range(bins)) + (high,)
+    edges = (*(low + width * index for index in range(bins)), high)
     counts = [0.0] * bins
     for value in values:
         counts[min(int((value - low) / width), bins - 1)] += 1

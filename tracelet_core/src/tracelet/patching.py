@@ -219,5 +219,11 @@ class FrameworkPatcher:
         except Exception as error:
             if self._strict:
                 raise
-            _log.warning("framework plugin hook failed", plugin=name, hook=hook_name, error=f"{type(error).__name__}: {error}", exc_info=error)
+            _log.warning(
+                "framework plugin hook failed",
+                plugin=name,
+                hook=hook_name,
+                error=f"{type(error).__name__}: {error}",
+                exc_info=error,
+            )
             return None

@@ -96,12 +96,12 @@ class _Registry:
         self._discovered: tuple[object, tuple[PluginEntry, ...]] | None = None
         self._registered: dict[str, PluginInfo] = {}
 
-    def discover(self) -> tuple[PluginEntry, ...]:
+    def discover(self, refresh: bool) -> tuple[PluginEntry, ...]:
         only = _names_from_env("TRACELET_PLUGINS")
         disabled = _names_from_env("TRACELET_DISABLE_PLUGINS") or frozenset()
         key = (only, disabled)
         with self._lock:
-            if self._discovered is None or self._discovered[0] != key:
+            if refresh or self._discovered is None or self._discovered[0] != key:
                 self._discovered = (key, tuple(_load_entry_points(only, disabled)))
             entries = list(self._discovered[1])
             loaded = {entry.name for entry in entries}
@@ -131,7 +131,9 @@ def _load_entry_points(only: frozenset[str] | None, disabled: frozenset[str]) ->
         name = entry_point.name
         if name in seen:
             entries.append(
-                PluginEntry(name, distribution, version, "failed", error=f"another distribution already provides a plugin named {name!r}")
+                PluginEntry(
+                    name, distribution, version, "failed", error=f"another distribution already provides a plugin named {name!r}"
+                )
             )
             continue
         seen.add(name)
@@ -152,9 +154,14 @@ def _load_entry_points(only: frozenset[str] | None, disabled: frozenset[str]) ->
 _registry = _Registry()
 
 
-def discover() -> tuple[PluginEntry, ...]:
-    """Every known plugin: loaded, failed or disabled. Cached per process."""
-    return _registry.discover()
+def discover(*, refresh: bool = False) -> tuple[PluginEntry, ...]:
+    """Every known plugin: loaded, failed or disabled.
+
+    Cached per process (and per value of the two filter variables);
+    ``refresh=True`` reads the entry points again, e.g. after installing a
+    plugin in a running notebook.
+    """
+    return _registry.discover(refresh)
 
 
 def loaded_plugins() -> Mapping[str, PluginInfo]:

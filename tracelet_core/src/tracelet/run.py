@@ -178,7 +178,7 @@ class Run:
             return
         try:
             pixels, width, height, channels = image_pixels(image)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("image", name, str(error), error)
             return
         self.log_record(Image(name, pixels, width, height, channels, resolved, _now()))
@@ -196,7 +196,7 @@ class Run:
             return
         try:
             histogram = make_histogram(name, values, bins, resolved, _now())
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("histogram", name, str(error), error)
             return
         self.log_record(histogram)
@@ -208,7 +208,7 @@ class Run:
             return
         try:
             png = figure_to_png(figure)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("figure", name, str(error), error)
             return
         self.log_record(Figure(name, png, resolved, _now()))

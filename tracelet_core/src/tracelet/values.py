@@ -68,7 +68,7 @@ def to_param_value(value: Any) -> ParamValue:
     else becomes ``str(value)``.
     """
     if value is None or isinstance(value, str | bool | int | float):
-        return value  # type: ignore[no-any-return]
+        return value
     module = type(value).__module__
     if (module == "torch" or module.startswith("numpy")) and (number := to_metric_value(value)) is not None:
         return number
@@ -86,4 +86,3 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tupl
             yield from flatten_params(value, f"{name}.")
         else:
             yield name, value
-
