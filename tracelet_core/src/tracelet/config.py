@@ -63,7 +63,7 @@ class CoreSettings:
     strict: bool = False
     """Raise on loading and configuration problems instead of warning (tests run strict)."""
     queue_size: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
-    """Items held per backend before the oldest records are dropped (a pending ``flush()`` takes one)."""
+    """Records held per backend (and in the intake) before the oldest are dropped."""
     batch_linger: float = attrs.field(default=0.01, validator=attrs.validators.ge(0))
     """Seconds a worker waits for more records before delivering a partial batch."""
     stop_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))

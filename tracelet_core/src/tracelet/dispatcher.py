@@ -55,7 +55,9 @@ def is_record(item: object) -> bool:
     return type(item) in _ROUTES
 
 
+_METRIC_ROUTE = _ROUTES[Metric]
 _MAX_DRAIN = 10_000  # items the router takes from the intake before handing them on
+_SEGMENT_SIZE = 1_000  # records per segment: the granularity of dropping when a queue is full
 _IDLE_WAIT = 0.5  # seconds; a safety net only, wake-ups come from events
 _MAX_LOGGED_ERRORS = 20  # distinct errors logged per backend; later ones are only counted
 
@@ -112,8 +114,24 @@ class BackendStats:
     max_latency: float | None
 
 
+class _Segment:
+    """Consecutive records of one route, shared read-only by every backend's queue."""
+
+    __slots__ = ("records", "route")
+
+    def __init__(self, route: tuple[str, str], records: list[Any]) -> None:
+        self.route = route
+        self.records = records
+
+
 class BackendWorker:
-    """Delivers one backend's records on a thread of its own."""
+    """Delivers one backend's records on a thread of its own.
+
+    Its queue holds :class:`_Segment` lists (built once by the router and
+    shared by all workers) and control requests. Counters have one writer
+    each, so no lock is needed: the router writes ``_routed`` and
+    ``_evicted``, the worker writes ``_delivered`` and ``_failed``.
+    """
 
     def __init__(
         self,
@@ -136,9 +154,12 @@ class BackendWorker:
         self._thread = threading.Thread(target=self._work, name=f"tracelet-backend-{name}", daemon=True)
         self._state: WorkerState = "starting"
         self._ref: BackendRunRef | None = None
+        self._routed = 0
+        self._evicted = 0
+        self._lost_upstream = 0
+        self._abandoned: int | None = None
         self._delivered = 0
         self._failed = 0
-        self._dropped = 0
         self._batches = 0
         self._losses_at_last_flush = 0
         self._last_error: str | None = None
@@ -151,39 +172,50 @@ class BackendWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, items: Sequence[object]) -> None:
-        """Queue items (router thread only); beyond ``queue_size`` the oldest records are dropped."""
+    def put(self, entries: Sequence[object], records: int) -> None:
+        """Queue segments and requests holding ``records`` records (router thread only).
+
+        Beyond ``queue_size`` queued records, the oldest segments are dropped
+        and counted; requests are never counted against the limit.
+        """
         queue = self._queue
-        queue.extend(items)
-        excess = len(queue) - self._queue_size
-        while excess > 0:
+        queue.extend(entries)
+        self._routed += records
+        while self._queued() > self._queue_size:
             try:
-                item = queue.popleft()
+                entry = queue.popleft()
             except IndexError:  # the worker emptied it meanwhile
                 break
-            if isinstance(item, _End):  # never lose the end; it is the newest item
-                queue.appendleft(item)
+            if isinstance(entry, _Segment):
+                self._evicted += len(entry.records)
+            elif isinstance(entry, FlushRequest):
+                entry.complete(False)  # records before it were dropped
+            else:  # the end request is the newest entry: keep it and stop dropping
+                queue.appendleft(entry)
                 break
-            if isinstance(item, FlushRequest):
-                item.complete(False)
-                continue
-            self._dropped += 1
-            excess -= 1
         self._wake.set()
 
-    def add_dropped(self, count: int) -> None:
+    def add_lost(self, count: int) -> None:
         """Count records lost before reaching this backend's queue (router thread only)."""
-        self._dropped += count
+        self._lost_upstream += count
 
     def join(self, deadline: float) -> bool:
-        """Wait for the worker to end, at most until ``deadline`` (``time.monotonic()``)."""
+        """Wait for the worker to end, at most until ``deadline`` (``time.monotonic()``).
+
+        A worker still busy then is abandoned: what it has not delivered is
+        counted as dropped and it delivers nothing more.
+        """
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            self._dropped += sum(1 for item in list(self._queue) if type(item) in _ROUTES)
+            self._abandoned = self._queued()
             return False
         return True
 
+    def _queued(self) -> int:
+        return self._routed - self._evicted - self._delivered - self._failed
+
     def stats(self) -> BackendStats:
+        abandoned = self._abandoned or 0
         return BackendStats(
             name=self.name,
             state=self._state,
@@ -191,8 +223,8 @@ class BackendWorker:
             url=self._ref.url if self._ref else None,
             delivered=self._delivered,
             failed=self._failed,
-            dropped=self._dropped,
-            queued=sum(1 for item in list(self._queue) if type(item) in _ROUTES),
+            dropped=self._evicted + self._lost_upstream + abandoned,
+            queued=0 if self._abandoned is not None else self._queued(),
             batches=self._batches,
             last_error=self._last_error,
             latency=self._latency,
@@ -212,7 +244,7 @@ class BackendWorker:
             if not self._queue:
                 self._wake.wait(_IDLE_WAIT)
                 continue
-            if self._linger and len(self._queue) < self._max_batch_size:
+            if self._linger and self._queued() < self._max_batch_size:
                 time.sleep(self._linger)
             if not self._deliver_queued():
                 return
@@ -228,34 +260,37 @@ class BackendWorker:
         self._state = "running"
 
     def _deliver_queued(self) -> bool:
-        """Deliver what is queued now; ``False`` once the end request was handled."""
+        """Deliver what is queued now, merging segments into batches; ``False`` after the end request."""
         queue = self._queue
+        limit = self._max_batch_size
         batch: list[Any] = []
         route: tuple[str, str] | None = None
         while True:
             try:
-                item = queue.popleft()
+                entry = queue.popleft()
             except IndexError:
                 break
-            item_route = _ROUTES.get(type(item))
-            if item_route is None:  # a control request: deliver what precedes it first
-                self._send(route, batch)
-                batch, route = [], None
-                if isinstance(item, FlushRequest):
-                    item.complete(self._flush())
-                elif isinstance(item, _End):
-                    self._end(item.status)
-                    return False
+            if isinstance(entry, _Segment):
+                if entry.route != route:
+                    self._send(route, batch)
+                    batch, route = [], entry.route
+                batch.extend(entry.records)
+                while len(batch) >= limit:
+                    self._send(route, batch[:limit])
+                    batch = batch[limit:]
                 continue
-            if item_route != route or len(batch) >= self._max_batch_size:
-                self._send(route, batch)
-                batch, route = [], item_route
-            batch.append(item)
+            self._send(route, batch)  # a request: deliver what precedes it first
+            batch, route = [], None
+            if isinstance(entry, FlushRequest):
+                entry.complete(self._flush())
+            elif isinstance(entry, _End):
+                self._end(entry.status)
+                return False
         self._send(route, batch)
         return True
 
     def _send(self, route: tuple[str, str] | None, batch: list[Any]) -> None:
-        if route is None or not batch:
+        if route is None or not batch or self._abandoned is not None:
             return
         if self._state != "running":
             self._failed += len(batch)
@@ -276,7 +311,7 @@ class BackendWorker:
 
     def _flush(self) -> bool:
         ok = self._call_control("tracelet_backend_flush")
-        losses = self._failed + self._dropped
+        losses = self._failed + self._evicted + self._lost_upstream
         ok = ok and losses == self._losses_at_last_flush
         self._losses_at_last_flush = losses
         return ok
@@ -288,7 +323,7 @@ class BackendWorker:
             self._state = "ended"
 
     def _call_control(self, hook_name: str, **arguments: object) -> bool:
-        if self._state != "running":
+        if self._state != "running" or self._abandoned is not None:
             return False
         try:
             getattr(self._hooks, hook_name)(**arguments)
@@ -314,9 +349,8 @@ class Dispatcher:
         self.intake: deque[object] = deque(maxlen=intake_size)
         self.intake_dropped = 0
         """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
-        self.wake: Callable[[], None]
         self._wake_event = threading.Event()
-        self.wake = self._wake_event.set
+        self.wake: Callable[[], None] = self._wake_event.set
         self._closing: RunStatus | None = None
         self._routed_drops = 0
         self._thread = threading.Thread(target=self._route, name="tracelet-router", daemon=True)
@@ -355,30 +389,50 @@ class Dispatcher:
         return not self._thread.is_alive() and all(ended)
 
     def _route(self) -> None:
-        intake = self.intake
-        new_metric = tuple.__new__
         while True:
             self._wake_event.clear()
-            items: list[object] = []
-            take = intake.popleft
-            try:
-                for _ in range(_MAX_DRAIN):
-                    item = take()
-                    items.append(new_metric(Metric, item) if type(item) is tuple else item)
-            except IndexError:
-                pass
+            entries, records = self._drain()
             lost = self.intake_dropped - self._routed_drops
             if lost:
                 self._routed_drops += lost
                 for worker in self.workers:
-                    worker.add_dropped(lost)
-            if items:
+                    worker.add_lost(lost)
+            if entries:
                 for worker in self.workers:
-                    worker.put(items)
+                    worker.put(entries, records)
             elif self._closing is not None:
                 break
             else:
                 self._wake_event.wait(_IDLE_WAIT)
         end = [_End(self._closing)]
         for worker in self.workers:
-            worker.put(end)
+            worker.put(end, 0)
+
+    def _drain(self) -> tuple[list[object], int]:
+        """Take up to ``_MAX_DRAIN`` items: runs of one route become segments, requests stay apart."""
+        take = self.intake.popleft
+        new_metric = tuple.__new__
+        entries: list[object] = []
+        segment: list[Any] = []
+        route: tuple[str, str] | None = None
+        item_route: tuple[str, str] | None
+        records = 0
+        for _ in range(_MAX_DRAIN):
+            try:
+                item = take()
+            except IndexError:
+                break
+            if type(item) is tuple:  # the hot path's metric
+                item, item_route = new_metric(Metric, item), _METRIC_ROUTE
+            else:
+                item_route = _ROUTES.get(type(item))
+                if item_route is None:
+                    entries.append(item)
+                    route = None
+                    continue
+            if item_route is not route or len(segment) >= _SEGMENT_SIZE:
+                segment, route = [], item_route
+                entries.append(_Segment(item_route, segment))
+            segment.append(item)
+            records += 1
+        return entries, records

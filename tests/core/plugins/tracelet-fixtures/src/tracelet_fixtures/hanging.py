@@ -23,11 +23,13 @@ def rearm() -> None:
 class HangingBackend:
     def __init__(self, settings: None) -> None:
         self.entered = threading.Event()
+        self.records: list[Record] = []
 
     @tracelet.hookimpl
     def tracelet_backend_log_metrics(self, metrics: Sequence[Record]) -> None:
         self.entered.set()
         _released.wait()
+        self.records.extend(metrics)
 
 
 @tracelet.hookimpl
