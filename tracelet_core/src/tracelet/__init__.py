@@ -4,6 +4,8 @@
 theirs when a run starts them.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tracelet._version import __version__
 from tracelet.api import (
     active_run,
@@ -20,13 +22,15 @@ from tracelet.api import (
     start,
     stop,
 )
-from tracelet.dispatcher import BackendStats
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.hookspecs import hookimpl
 from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.plugins import register_plugin, unregister_plugin
 from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
 from tracelet.run import Run, RunStats
+
+if TYPE_CHECKING:
+    from tracelet.dispatcher import BackendStats
 
 __all__ = [
     "Artifact",
@@ -66,3 +70,12 @@ __all__ = [
     "stop",
     "unregister_plugin",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # BackendStats lives with the dispatcher, which `import tracelet` does not load (see tracelet.api).
+    if name == "BackendStats":
+        from tracelet.dispatcher import BackendStats
+
+        return BackendStats
+    raise AttributeError(f"module 'tracelet' has no attribute {name!r}")

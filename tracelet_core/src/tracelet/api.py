@@ -6,24 +6,24 @@ import atexit
 import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pluggy
+from typing import TYPE_CHECKING
 
 from tracelet._version import __version__
-from tracelet.collectors import CollectorThread
-from tracelet.config import ResolvedConfig, resolve_config
-from tracelet.dispatcher import BackendWorker, Dispatcher
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.info import PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
-from tracelet.patching import FrameworkPatcher
-from tracelet.plugins import PluginEntry, discover, new_plugin_manager
 from tracelet.records import RunStatus
-from tracelet.run import Run
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from tracelet.config import ResolvedConfig
+    from tracelet.plugins import PluginEntry
+    from tracelet.run import Run
 
 __all__ = [
     "active_run",
@@ -87,6 +87,14 @@ def start(
 
 
 def _build_run(arguments: Mapping[str, Any]) -> Run:
+    # The machinery is imported on first start(), keeping `import tracelet` close to its dependencies' cost.
+    from tracelet.collectors import CollectorThread
+    from tracelet.config import resolve_config
+    from tracelet.dispatcher import BackendWorker, Dispatcher
+    from tracelet.patching import FrameworkPatcher
+    from tracelet.plugins import discover
+    from tracelet.run import Run
+
     entries = discover()
     loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
     ignored = frozenset(entry.name for entry in entries if entry.info is None)
@@ -111,7 +119,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
 
     by_kind = {kind: [name for name, (info, _, _) in instances.items() if info.kind is kind] for kind in PluginKind}
     run_info = RunInfo(
-        id=uuid.uuid4().hex,
+        id=os.urandom(16).hex(),  # a random run id; the uuid module costs 20 ms to import
         project=core.project or Path.cwd().name or "default",
         name=core.name or time.strftime("run-%Y%m%d-%H%M%S"),
         start_time=time.time(),
@@ -180,6 +188,8 @@ def _select_plugins(loaded: Mapping[str, PluginInfo], resolved: ResolvedConfig) 
 
 
 def _hooks_of(instance: object, name: str) -> pluggy.HookRelay:
+    from tracelet.plugins import new_plugin_manager
+
     manager = new_plugin_manager()
     manager.register(instance, name=name)
     manager.check_pending()

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 import pluggy
 
-from tracelet.dispatcher import is_record
 from tracelet.info import RunInfo
 from tracelet.log import get_logger
+from tracelet.records import is_record
 
 __all__ = ["CollectorThread"]
 

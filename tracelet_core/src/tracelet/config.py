@@ -21,6 +21,7 @@ and a warning otherwise.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import types
@@ -35,11 +36,6 @@ import cattrs
 from tracelet.errors import ConfigError
 from tracelet.info import PluginInfo
 from tracelet.log import get_logger
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 __all__ = ["CoreSettings", "ResolvedConfig", "Source", "resolve_config"]
 
@@ -98,6 +94,7 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+@functools.cache
 def _typed_converter() -> cattrs.Converter:
     """Structures values from files and arguments; no silent coercion (1.5 is not an int)."""
     converter = cattrs.Converter()
@@ -117,6 +114,7 @@ def _typed_converter() -> cattrs.Converter:
     return converter
 
 
+@functools.cache
 def _environment_converter() -> cattrs.Converter:
     """Structures environment strings: ``1/true/yes/on``, numbers, ``a,b`` lists, ``k=v,k2=v2`` maps."""
     converter = cattrs.Converter()
@@ -167,10 +165,6 @@ def _environment_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(is_sequence, to_sequence)
     converter.register_structure_hook_func(is_mapping, to_mapping)
     return converter
-
-
-_TYPED = _typed_converter()
-_FROM_ENVIRONMENT = _environment_converter()
 
 
 def _type_name(kind: Any) -> str:
@@ -254,6 +248,10 @@ def _read_files(directory: Path) -> list[tuple[Mapping[str, Any], Source]]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
     try:
         with path.open("rb") as file:
             table: dict[str, Any] = tomllib.load(file)
@@ -314,7 +312,7 @@ def resolve_config(
                 values[key] = (default, _DEFAULT)
             continue
         value, source, from_environment = raw[key]
-        converter = _FROM_ENVIRONMENT if from_environment and isinstance(value, str) else _TYPED
+        converter = _environment_converter() if from_environment and isinstance(value, str) else _typed_converter()
         try:
             values[key] = (converter.structure(value, field.type or Any), source)
         except Exception as error:  # noqa: BLE001 - every structuring failure becomes one clear error

@@ -32,7 +32,7 @@ from tracelet.info import BackendRunRef, RunInfo
 from tracelet.log import get_logger
 from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
 
-__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record"]
+__all__ = ["BackendStats", "BackendWorker", "Dispatcher"]
 
 _log = get_logger()
 
@@ -48,11 +48,6 @@ _ROUTES: dict[type, tuple[str, str]] = {
     Histogram: ("tracelet_backend_log_media", "media"),
     Figure: ("tracelet_backend_log_media", "media"),
 }
-
-
-def is_record(item: object) -> bool:
-    """Whether ``item`` is one of the record types backends receive."""
-    return type(item) in _ROUTES
 
 
 _METRIC_ROUTE = _ROUTES[Metric]

@@ -23,12 +23,14 @@ __all__ = [
     "Image",
     "Media",
     "Metric",
+    "RECORD_TYPES",
     "Param",
     "ParamValue",
     "Record",
     "RunStatus",
     "Tag",
     "Text",
+    "is_record",
 ]
 
 ParamValue: TypeAlias = "str | int | float | bool | None"
@@ -142,3 +144,10 @@ class Figure:
 
 Media: TypeAlias = "Image | Text | Histogram | Figure"
 Record: TypeAlias = "Metric | Param | Tag | Artifact | Image | Text | Histogram | Figure"
+
+RECORD_TYPES: frozenset[type] = frozenset({Metric, Param, Tag, Artifact, Image, Text, Histogram, Figure})
+
+
+def is_record(item: object) -> bool:
+    """Whether ``item`` is one of the record types backends receive (subclasses are not)."""
+    return type(item) in RECORD_TYPES

@@ -14,19 +14,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tracelet.collectors import CollectorThread
-from tracelet.dispatcher import BackendStats, Dispatcher, is_record
 from tracelet.errors import TraceletError
 from tracelet.info import RunInfo
 from tracelet.log import get_logger
 from tracelet.media import figure_to_png, image_pixels, make_histogram
-from tracelet.patching import FrameworkPatcher
-from tracelet.records import Artifact, Figure, Image, Param, Record, RunStatus, Tag, Text
+from tracelet.records import Artifact, Figure, Image, Param, Record, RunStatus, Tag, Text, is_record
 from tracelet.values import flatten_params, to_metric_value, to_param_value
+
+if TYPE_CHECKING:
+    from tracelet.collectors import CollectorThread
+    from tracelet.dispatcher import BackendStats, Dispatcher
+    from tracelet.patching import FrameworkPatcher
 
 __all__ = ["Run", "RunStats"]
 
