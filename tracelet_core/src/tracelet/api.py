@@ -8,9 +8,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracelet._version import __version__
 from tracelet.errors import ConfigError, PluginError, TraceletError

@@ -17,13 +17,13 @@ from typing import NamedTuple, TypeAlias
 import attrs
 
 __all__ = [
+    "RECORD_TYPES",
     "Artifact",
     "Figure",
     "Histogram",
     "Image",
     "Media",
     "Metric",
-    "RECORD_TYPES",
     "Param",
     "ParamValue",
     "Record",
