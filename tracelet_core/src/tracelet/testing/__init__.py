@@ -120,20 +120,24 @@ class RecordingBackend:
         self.thread_names.add(threading.current_thread().name)
 
 
+def _recording_info(name: str, enabled_by_default: bool) -> PluginInfo:
+    return PluginInfo(
+        name=name,
+        kind=PluginKind.BACKEND,
+        factory=RecordingBackend,
+        settings=RecordingSettings,
+        description="In-memory backend for tests (tracelet.testing)",
+        enabled_by_default=enabled_by_default,
+    )
+
+
 def recording_plugin(name: str = "recording", *, enabled_by_default: bool = False) -> object:
     """A plugin object declaring a recording backend called ``name``, for ``tracelet.register_plugin``."""
 
     class RecordingPlugin:
         @hookimpl
         def tracelet_plugin_info(self) -> PluginInfo:
-            return PluginInfo(
-                name=name,
-                kind=PluginKind.BACKEND,
-                factory=RecordingBackend,
-                settings=RecordingSettings,
-                description="In-memory backend for tests (tracelet.testing)",
-                enabled_by_default=enabled_by_default,
-            )
+            return _recording_info(name, enabled_by_default)
 
     return RecordingPlugin()
 
@@ -141,11 +145,4 @@ def recording_plugin(name: str = "recording", *, enabled_by_default: bool = Fals
 @hookimpl
 def tracelet_plugin_info() -> PluginInfo:
     """The entry point ``recording``: opt-in, used only when named."""
-    return PluginInfo(
-        name="recording",
-        kind=PluginKind.BACKEND,
-        factory=RecordingBackend,
-        settings=RecordingSettings,
-        description="In-memory backend for tests (tracelet.testing)",
-        enabled_by_default=False,
-    )
+    return _recording_info("recording", enabled_by_default=False)
