@@ -138,27 +138,27 @@ def test_artifact_outlives_delivery_at_interpreter_exit(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent(
             f"""
-            import os, pathlib, tracelet
+            import pathlib, time
+            import attrs
+            import tracelet
             from tracelet.testing import RecordingBackend, recording_plugin
 
             class CopyingBackend(RecordingBackend):
-                # Reads each artifact on the worker thread, as real backends do (a slow upload).
+                # Reads each artifact on the worker thread, slowly, as an upload would.
                 @tracelet.hookimpl
                 def tracelet_backend_log_artifacts(self, artifacts):
-                    import time
                     time.sleep(0.5)
                     for artifact in artifacts:
                         pathlib.Path({str(copy)!r}).write_text(pathlib.Path(artifact.path).read_text())
                         print("ARTIFACT", artifact.path)
 
-            plugin = recording_plugin("copying")
-            plugin.tracelet_plugin_info().factory  # noqa
-            import attrs
-            info = plugin.tracelet_plugin_info()
+            declared = recording_plugin("copying").tracelet_plugin_info()
+
             class Plugin:
                 @tracelet.hookimpl
                 def tracelet_plugin_info(self):
-                    return attrs.evolve(info, factory=CopyingBackend)
+                    return attrs.evolve(declared, factory=CopyingBackend)
+
             tracelet.register_plugin(Plugin())
             tracelet.start(backends=["copying"], config={{"system": {{"interval": 60}}}})
             """

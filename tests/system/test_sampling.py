@@ -172,3 +172,16 @@ def test_sampler_gives_the_same_names_with_the_psutil_reader(tmp_path: object) -
         names.append(({name for name, _ in first}, {name for name, _ in sampler.sample()}))
         sampler.close()
     assert names[0] == names[1]
+
+
+def test_procfs_reader_reads_whole_files_larger_than_its_buffer() -> None:
+    reader = ProcfsReader(per_core=True)
+    try:
+        reader._read_sizes["/proc/meminfo"] = 16  # far smaller than the file: it must grow, not cut
+        data = reader._pread("/proc/meminfo")
+        assert reader._read_sizes["/proc/meminfo"] > len(data)
+    finally:
+        reader.close()
+    with open("/proc/meminfo", "rb") as meminfo:
+        expected = [line.split(b":")[0] for line in meminfo.read().splitlines()]
+    assert [line.split(b":")[0] for line in data.splitlines()] == expected

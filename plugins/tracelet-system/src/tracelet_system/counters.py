@@ -19,7 +19,8 @@ from typing import NamedTuple, Protocol
 
 __all__ = ["Counters", "ProcfsReader", "PsutilReader", "Reader", "open_reader"]
 
-_READ_SIZE = 1 << 20
+# A small first guess: allocating the read buffer costs more than the read for a large one.
+_FIRST_READ_SIZE = 8192
 
 
 class Counters(NamedTuple):
@@ -68,9 +69,11 @@ class ProcfsReader:
         # Whole disks only, as psutil counts them: partitions would count every byte twice.
         self._disks = {name.replace("!", "/").encode() for name in os.listdir("/sys/block")}
         self._fds: dict[str, int] = {}
+        self._read_sizes: dict[str, int] = {}
         try:
             for path in ("/proc/stat", "/proc/meminfo", "/proc/diskstats", "/proc/net/dev", "/proc/self/stat"):
                 self._fds[path] = os.open(path, os.O_RDONLY)
+                self._read_sizes[path] = _FIRST_READ_SIZE
         except OSError:
             self.close()
             raise
@@ -105,7 +108,14 @@ class ProcfsReader:
         self._fds.clear()
 
     def _pread(self, path: str) -> bytes:
-        return os.pread(self._fds[path], _READ_SIZE, 0)
+        """The whole file, read from its start (``/proc`` regenerates it)."""
+        fd, size = self._fds[path], self._read_sizes[path]
+        data = os.pread(fd, size, 0)
+        while len(data) == size:  # maybe cut short (many CPUs, many disks): grow the buffer for good
+            size *= 4
+            data = os.pread(fd, size, 0)
+        self._read_sizes[path] = size
+        return data
 
     def _cpu(self) -> tuple[tuple[float, float], tuple[tuple[float, float], ...]]:
         lines = self._pread("/proc/stat").split(b"\n")
