@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -286,3 +288,20 @@ def test_stats_per_backend(tracelet_run: Run, tracelet_recording: RecordingBacke
     assert stats.run_id == f"recording-{tracelet_run.id}"
     assert stats.last_error is None
     assert stats.latency is not None and 0 <= stats.latency < 5
+
+
+def test_the_exit_handler_stops_a_run_the_script_never_stopped(tmp_path: Path) -> None:
+    script = """
+import atexit, tracelet
+
+def report():  # registered before tracelet's handler, so it runs after it (atexit is LIFO)
+    backend = run.get_plugin("fixture-slow")
+    print(backend.status.value, len(backend.metrics), tracelet.active_run())
+
+atexit.register(report)
+run = tracelet.start(backends=["fixture-slow"])
+for step in range(500):
+    tracelet.log_metric("loss", 1.0 / (step + 1), step=step)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60)
+    assert result.stdout.split() == ["FINISHED", "500", "None"]
