@@ -1,0 +1,27 @@
+"""tracelet-mlflow: the MLflow backend plugin (entry point ``mlflow`` in the ``tracelet`` group).
+
+Importing this module (what plugin discovery does) imports no mlflow: the
+backend imports it when a run starts it, on its own worker thread.
+"""
+
+from __future__ import annotations
+
+from tracelet.hookspecs import hookimpl
+from tracelet.info import PluginInfo, PluginKind
+from tracelet_mlflow.backend import MlflowBackend
+from tracelet_mlflow.settings import MlflowSettings
+
+__all__ = ["MlflowBackend", "MlflowSettings", "tracelet_plugin_info"]
+
+
+@hookimpl
+def tracelet_plugin_info() -> PluginInfo:
+    """Declare the ``mlflow`` backend: batches of up to 1000 records, MLflow's ``log_batch`` limit."""
+    return PluginInfo(
+        name="mlflow",
+        kind=PluginKind.BACKEND,
+        factory=MlflowBackend,
+        settings=MlflowSettings,
+        description="MLflow tracking (MlflowClient; default store sqlite:///mlflow.db)",
+        max_batch_size=1000,
+    )

@@ -1,0 +1,417 @@
+"""The MLflow backend: one Tracelet run -> one MLflow run, through ``MlflowClient`` only.
+
+Never the fluent API (``mlflow.start_run``, ``mlflow.log_metric``): its active
+run is process-global, so a user's own ``mlflow.start_run()`` in the same
+script is neither taken over nor disturbed, and neither is a global tracking
+URI they set. mlflow is imported in :meth:`MlflowBackend.tracelet_backend_start`,
+on the backend's worker thread, never when the plugin is discovered.
+
+Every hook runs on the worker thread, one at a time (see
+``tracelet.hookspecs``), so the backend keeps its state without locks. Every
+call to MLflow is synchronous: a hook returns once MLflow has stored what it
+was given, so ``tracelet.flush()`` needs no extra work here.
+
+MLflow's rules are applied before sending (``log_batch`` refuses a whole
+request for one bad key); each adjustment is counted in
+:attr:`MlflowBackend.adjustments` and warned about once per name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracelet import names
+from tracelet.hookspecs import hookimpl
+from tracelet.info import BackendRunRef, RunInfo
+from tracelet.log import get_logger
+from tracelet.records import Artifact, Figure, Histogram, Image, Media, Metric, Param, RunStatus, Tag, Text
+from tracelet_mlflow.mapping import SOURCE_TAGS, histogram_document, histogram_summaries, media_path, to_millis
+from tracelet_mlflow.naming import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VALUE_LENGTH,
+    KeyMapper,
+    sanitise_artifact_path,
+    sanitise_image_key,
+    sanitise_key,
+)
+from tracelet_mlflow.settings import MlflowSettings, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run as MlflowRun
+
+__all__ = ["TRACELET_RUN_ID_TAG", "MlflowBackend"]
+
+_log = get_logger()
+
+TRACELET_RUN_ID_TAG = "tracelet.run_id"
+"""Tag holding Tracelet's own run id, the same on every backend of a run."""
+
+_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+# Adjustment counters, the keys of MlflowBackend.adjustments.
+RENAMED = "renamed"
+PARAM_CHANGED = "param_changed"
+PARAM_TRUNCATED = "param_truncated"
+TAG_TRUNCATED = "tag_truncated"
+NOT_FINITE = "not_finite"
+
+
+class MlflowBackend:
+    """Delivers one Tracelet run to one MLflow run.
+
+    Read after (or during) a run with ``run.get_plugin("mlflow")``:
+    :attr:`run_id`, :attr:`experiment_id`, :attr:`tracking_uri`, and how
+    MLflow's rules changed what was logged: :attr:`adjustments` (records
+    per rule) and :attr:`renamed` (``"metric:name"`` -> the key used).
+    """
+
+    def __init__(self, settings: MlflowSettings | None = None) -> None:
+        self.settings = settings or MlflowSettings()
+        # Resolved on the thread calling start(), so a relative sqlite path means
+        # the directory the script was in when it started the run.
+        self.tracking_uri = resolve_tracking_uri(self.settings.tracking_uri)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.adjustments: Counter[str] = Counter()
+        """Records changed to fit MLflow's rules, by rule: ``renamed``, ``param_changed``,
+        ``param_truncated``, ``tag_truncated``, ``not_finite``."""
+        self.renamed: dict[str, str] = {}
+        """``"<metric|param|tag|image>:<name>"`` -> the MLflow key that name was given."""
+        self._client: MlflowClient | None = None
+        self._metric_entity: Callable[..., Any] | None = None
+        self._warned: set[tuple[str, str]] = set()
+        self._metric_key = KeyMapper(sanitise_key, self._on_rename("metric"))
+        self._param_key = KeyMapper(sanitise_key, self._on_rename("param"))
+        self._tag_key = KeyMapper(sanitise_key, self._on_rename("tag"))
+        self._image_key = KeyMapper(sanitise_image_key, self._on_rename("image"))
+        self._params: dict[str, str] = {}
+        """MLflow param key -> its (full) value, for every param of the MLflow run."""
+        self._param_latest: dict[str, str] = {}
+        """A param's key -> the key holding its latest value (itself or ``<key>.vN``)."""
+        self._media_seen: Counter[str] = Counter()
+        self._artifact_root = self.settings.artifact_path.strip("/")
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @hookimpl
+    def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
+        """Create the MLflow run (or resume ``settings.run_id`` / ``run.resume["mlflow"]``)."""
+        from mlflow import MlflowClient  # ~1.6 s: here on the worker thread, never at discovery
+        from mlflow.entities import Metric as MlflowMetric
+
+        self._metric_entity = MlflowMetric
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        resume_id = self.settings.run_id or run.resume.get("mlflow")
+        mlflow_run = self._resume(resume_id) if resume_id else self._create(run)
+        self.run_id = mlflow_run.info.run_id
+        self.experiment_id = mlflow_run.info.experiment_id
+        own_tags = {
+            names.TRACELET_VERSION: run.tracelet_version,
+            names.TRACELET_PLUGINS: ",".join(run.plugins),
+            TRACELET_RUN_ID_TAG: run.id,
+            **self.settings.tags,
+        }
+        self.tracelet_backend_set_tags([Tag(name, str(value)) for name, value in own_tags.items()])
+        return BackendRunRef(self.run_id, self._url())
+
+    @hookimpl
+    def tracelet_backend_end(self, status: RunStatus) -> None:
+        """Set the MLflow run's status (FINISHED, FAILED or KILLED) and end time."""
+        self._require_client().set_terminated(
+            self._require_run_id(), status=RunStatus(status).value, end_time=to_millis(time.time())
+        )
+
+    def _create(self, run: RunInfo) -> MlflowRun:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        client = self._require_client()
+        experiment_id = self._experiment_id(self.settings.experiment or run.project)
+        # MLflow's context providers give the tags its fluent API would set
+        # (mlflow.user, mlflow.source.name/type, the git commit when found).
+        return client.create_run(
+            experiment_id,
+            start_time=to_millis(run.start_time),
+            tags=resolve_tags(),
+            run_name=self.settings.run_name or run.name,
+        )
+
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self._require_client()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name)
+            except MlflowException:
+                experiment = client.get_experiment_by_name(name)  # another process created it meanwhile
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage != "active":
+            raise RuntimeError(f"the MLflow experiment {name!r} is deleted: restore it or choose another experiment name")
+        return str(experiment.experiment_id)
+
+    def _resume(self, run_id: str) -> MlflowRun:
+        client = self._require_client()
+        mlflow_run = client.get_run(run_id)
+        if mlflow_run.info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        self._params.update(mlflow_run.data.params)
+        for key in mlflow_run.data.params:
+            latest, version = key, 2
+            while f"{key}.v{version}" in self._params:
+                latest, version = f"{key}.v{version}", version + 1
+            self._param_latest[key] = latest
+        return mlflow_run
+
+    def _url(self) -> str | None:
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return None
+
+    # --- routing hooks ---------------------------------------------------------------
+
+    @hookimpl
+    def tracelet_backend_log_metrics(self, metrics: Sequence[Metric]) -> None:
+        """``log_batch`` of at most 1000 metrics; steps kept, timestamps rounded to milliseconds."""
+        entity = self._metric_entity
+        assert entity is not None
+        key_of = self._metric_key
+        isfinite = math.isfinite
+        batch = []
+        for name, value, step, timestamp in metrics:
+            key = key_of(name)
+            if key != name:
+                self._adjust(RENAMED, f"metric:{name}", "metric renamed to fit MLflow's key rules", key=key)
+            if not isfinite(value):
+                self._adjust(NOT_FINITE, f"metric:{name}", _NOT_FINITE_MESSAGE, value=value)
+            batch.append(entity(key, value, int(timestamp * 1000.0 + 0.5), step))
+        self._log_batch(metrics=batch)
+
+    @hookimpl
+    def tracelet_backend_log_params(self, params: Sequence[Param]) -> None:
+        """``log_batch`` of params; a changed value goes to ``<key>.v2``, ``.v3``, ... (MLflow keeps the first)."""
+        from mlflow.entities import Param as MlflowParam
+
+        batch = []
+        full_values: dict[str, str] = {}
+        for param in params:
+            key = self._param_key(param.name)
+            if key != param.name:
+                self._adjust(RENAMED, f"param:{param.name}", "param renamed to fit MLflow's key rules", key=key)
+            value = str(param.value)
+            target = self._param_target(param.name, key, value)
+            if target is None:
+                continue
+            if len(value) > MAX_PARAM_VALUE_LENGTH:
+                path = f"params/{target}.txt"
+                full_values[path] = value
+                self._adjust(
+                    PARAM_TRUNCATED, f"param:{param.name}", _TRUNCATED_MESSAGE, limit=MAX_PARAM_VALUE_LENGTH, artifact=path
+                )
+                value = value[:MAX_PARAM_VALUE_LENGTH]
+            batch.append(MlflowParam(target, value))
+        self._upload_texts(full_values)
+        self._log_batch(params=batch)
+
+    def _param_target(self, name: str, key: str, value: str) -> str | None:
+        """The key that receives ``value``, or ``None`` when it is already the param's latest value."""
+        latest = self._param_latest.get(key)
+        if latest is None:
+            target = key
+        elif self._params[latest] == value:
+            return None
+        else:
+            version = 2
+            while (target := sanitise_key(f"{key}.v{version}")) in self._params:
+                version += 1
+            self._adjust(
+                PARAM_CHANGED,
+                f"param:{name}",
+                "MLflow keeps a param's first value; the new value is logged under a new key",
+                key=target,
+            )
+        self._param_latest[key] = target
+        self._params[target] = value
+        return target
+
+    @hookimpl
+    def tracelet_backend_set_tags(self, tags: Sequence[Tag]) -> None:
+        """``log_batch`` of tags (the last value of a name wins); well-known tags also go to MLflow's system tags."""
+        from mlflow.entities import RunTag
+
+        values: dict[str, str] = {}
+        full_values: dict[str, str] = {}
+        for tag in tags:
+            key = self._tag_key(tag.name)
+            if key != tag.name:
+                self._adjust(RENAMED, f"tag:{tag.name}", "tag renamed to fit MLflow's key rules", key=key)
+            value = tag.value
+            if len(value) > MAX_TAG_VALUE_LENGTH:
+                path = f"tags/{key}.txt"
+                full_values[path] = value
+                self._adjust(TAG_TRUNCATED, f"tag:{tag.name}", _TRUNCATED_MESSAGE, limit=MAX_TAG_VALUE_LENGTH, artifact=path)
+                value = value[:MAX_TAG_VALUE_LENGTH]
+            values.pop(key, None)  # one entry per key in a request, in the order of the last values
+            values[key] = value
+            native = SOURCE_TAGS.get(tag.name)
+            if native is not None:
+                values.pop(native, None)
+                values[native] = value
+        self._upload_texts(full_values)
+        self._log_batch(tags=[RunTag(key, value) for key, value in values.items()])
+
+    @hookimpl
+    def tracelet_backend_log_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        """Upload files and directories to ``<artifact_path>/<name>``; a missing path fails after the others are uploaded."""
+        client = self._require_client()
+        run_id = self._require_run_id()
+        missing = []
+        for artifact in artifacts:
+            destination = self._artifact_path(sanitise_artifact_path(artifact.name))
+            if os.path.isdir(artifact.path):
+                client.log_artifacts(run_id, artifact.path, artifact_path=destination)
+            elif os.path.isfile(artifact.path):
+                self._upload_file(Path(artifact.path), destination)
+            else:
+                missing.append(artifact.path)
+        if missing:
+            raise FileNotFoundError(f"artifacts not found, not uploaded: {', '.join(missing)}")
+
+    @hookimpl
+    def tracelet_backend_log_media(self, media: Sequence[Media]) -> None:
+        """Images and figures through ``log_image`` (MLflow's image view); texts and histograms as files."""
+        texts: dict[str, str] = {}
+        summaries: list[Metric] = []
+        for item in media:
+            if isinstance(item, Image | Figure):
+                self._log_image(item)
+            elif isinstance(item, Text):
+                texts[self._media_path("text", item.name, item.step)] = item.text
+            elif isinstance(item, Histogram):
+                document = histogram_document(item)
+                texts[self._media_path("histograms", item.name, item.step)] = json.dumps(document, allow_nan=True)
+                summaries.extend(
+                    Metric(f"{item.name}/{suffix}", value, item.step, item.timestamp)
+                    for suffix, value in histogram_summaries(item)
+                )
+        self._upload_texts(texts)
+        if summaries:
+            self.tracelet_backend_log_metrics(summaries)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _log_batch(self, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+        """``MlflowClient.log_batch`` in requests within MLflow's limits.
+
+        1000 metrics or 100 params or 100 tags per request. Keys are at most
+        250 characters and values at most 8000, so a request stays under
+        MLflow's 1 MB limit: 1000 x (250 + 64) bytes, or 100 x (250 + 8000).
+        """
+        client = self._require_client()
+        run_id = self._require_run_id()
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+        for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+            client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH], synchronous=True)
+        for start in range(0, len(tags), MAX_PARAMS_TAGS_PER_BATCH):
+            client.log_batch(run_id, tags=tags[start : start + MAX_PARAMS_TAGS_PER_BATCH], synchronous=True)
+
+    def _log_image(self, item: Image | Figure) -> None:
+        from PIL import Image as PILImage  # a dependency of mlflow (through matplotlib)
+
+        if isinstance(item, Image):
+            picture = PILImage.frombytes(_PIL_MODES[item.channels], (item.width, item.height), item.pixels)
+        else:
+            picture = PILImage.open(io.BytesIO(item.png))
+            picture.load()
+        key = self._image_key(item.name)
+        if key != item.name:
+            self._adjust(RENAMED, f"image:{item.name}", "image renamed to fit MLflow's image key rules", key=key)
+        self._require_client().log_image(
+            self._require_run_id(), picture, key=key, step=item.step, timestamp=to_millis(item.timestamp), synchronous=True
+        )
+
+    def _media_path(self, kind: str, name: str, step: int) -> str:
+        key = sanitise_artifact_path(sanitise_key(name))
+        path = f"{kind}/{key}/{step}"
+        self._media_seen[path] += 1
+        return media_path(kind, key, step, self._media_seen[path])
+
+    def _artifact_path(self, relative: str) -> str | None:
+        path = "/".join(part for part in (self._artifact_root, relative) if part)
+        return path or None
+
+    @contextmanager
+    def _staging(self) -> Iterator[Path]:
+        directory = Path(tempfile.mkdtemp(prefix="tracelet-mlflow-"))
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _upload_texts(self, files: dict[str, str]) -> None:
+        """Write ``{relative path: text}`` into a staging directory and upload it in one call."""
+        if not files:
+            return
+        with self._staging() as directory:
+            for relative, text in files.items():
+                target = directory / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            self._require_client().log_artifacts(self._require_run_id(), str(directory), artifact_path=self._artifact_path(""))
+
+    def _upload_file(self, source: Path, destination: str | None) -> None:
+        """Upload ``source`` so that it is stored exactly at ``destination`` (its directory + file name)."""
+        client = self._require_client()
+        run_id = self._require_run_id()
+        assert destination is not None
+        directory, _, file_name = destination.rpartition("/")
+        if file_name == source.name:
+            client.log_artifact(run_id, str(source), artifact_path=directory or None)
+            return
+        with self._staging() as staging:  # MLflow keeps a file's own name: copy it under the wanted one
+            renamed = staging / file_name
+            shutil.copyfile(source, renamed)
+            client.log_artifact(run_id, str(renamed), artifact_path=directory or None)
+
+    def _on_rename(self, space: str) -> Callable[[str, str], None]:
+        def remember(name: str, key: str) -> None:
+            self.renamed[f"{space}:{name}"] = key
+
+        return remember
+
+    def _adjust(self, rule: str, name: str, message: str, **details: object) -> None:
+        """Count one record changed by ``rule``; warn once per rule and name."""
+        self.adjustments[rule] += 1
+        if (rule, name) not in self._warned:
+            self._warned.add((rule, name))
+            _log.warning(f"mlflow: {message} (warned once per name)", plugin="mlflow", rule=rule, name=name, **details)
+
+    def _require_client(self) -> MlflowClient:
+        if self._client is None:
+            raise RuntimeError("the MLflow backend has not started")
+        return self._client
+
+    def _require_run_id(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("the MLflow backend has no run")
+        return self.run_id
+
+
+_NOT_FINITE_MESSAGE = "non-finite metric value: MLflow's SQL stores keep NaN but store +/-inf as +/-1.7976931348623157e308"
+_TRUNCATED_MESSAGE = "value longer than MLflow allows: truncated, full value stored as an artifact"
