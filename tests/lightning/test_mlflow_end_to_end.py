@@ -1,0 +1,42 @@
+"""Lightning -> TraceletLogger -> tracelet-mlflow -> a real MLflow sqlite store, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tracelet.run import Run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lightning_models import PACKAGES, data, lightning, regression_module, trainer
+from test_lightning import csv_series
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def test_every_csv_row_reaches_mlflow(tracelet_start: Callable[..., Run], tmp_path: Path) -> None:
+    package = PACKAGES[0]
+    pl = lightning(package)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracelet_start(backends=["mlflow"], config={"mlflow": {"tracking_uri": uri, "experiment": "lightning"}})
+    csv_logger = pl.loggers.CSVLogger(str(tmp_path / "csv"), name="truth")
+    checkpoint = pl.callbacks.ModelCheckpoint(monitor="val_loss", save_top_k=1)
+    fitted = trainer(package, tmp_path, logger=csv_logger, callbacks=[checkpoint])
+    fitted.fit(regression_module(package), data(), data(seed=1))
+    assert run.stop(timeout=60)
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("lightning")
+    (stored,) = client.search_runs([experiment.experiment_id])
+    assert stored.info.status == "FINISHED"
+    truth = csv_series(Path(csv_logger.log_dir) / "metrics.csv")
+    assert set(stored.data.metrics) == set(truth)
+    for name, points in truth.items():
+        history = client.get_metric_history(stored.info.run_id, name)
+        assert sorted((m.step, m.value) for m in history) == sorted(points), name
+    assert stored.data.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
+    artifacts = [a.path for a in client.list_artifacts(stored.info.run_id, "checkpoints")]
+    assert artifacts == [f"checkpoints/{Path(checkpoint.best_model_path).name}"]
