@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 
 import psutil
+
+from tracelet.info import RunInfo
 from tracelet_system import SystemCollector, SystemSettings
 from tracelet_system.counters import PsutilReader
 from tracelet_system.resources import ResourceSampler
-
-from tracelet.info import RunInfo
 
 
 def _collector(**settings: object) -> SystemCollector:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tracelet_git.state import GitState, render_patch, strip_credentials
 
 

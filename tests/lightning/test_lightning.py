@@ -14,12 +14,12 @@ from typing import Any
 import numpy
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tracelet_lightning import logger_class
 
 import tracelet
 from tracelet.records import Artifact, RunStatus
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
+from tracelet_lightning import logger_class
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lightning_models import PACKAGES, data, lightning, regression_module, trainer

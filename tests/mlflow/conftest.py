@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tracelet_mlflow import MlflowBackend
 
 import tracelet
 from tracelet.run import Run
+from tracelet_mlflow import MlflowBackend
 
 _SERVER_START_TIMEOUT = 90.0
 

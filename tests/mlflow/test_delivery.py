@@ -13,12 +13,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from PIL import Image as PILImage
-from tracelet_mlflow import MlflowBackend
 
 from tracelet import names
 from tracelet.media import encode_png
 from tracelet.records import Figure, Image
 from tracelet.run import Run
+from tracelet_mlflow import MlflowBackend
 
 Start = Callable[..., Run]
 Finish = Callable[..., MlflowBackend]

@@ -11,10 +11,10 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric_name, _validate_param, _validate_param_name, _validate_tag_name
-from tracelet_mlflow import MlflowBackend
-from tracelet_mlflow.naming import KeyMapper, is_valid_image_key, is_valid_key, sanitise_image_key, sanitise_key
 
 from tracelet.run import Run
+from tracelet_mlflow import MlflowBackend
+from tracelet_mlflow.naming import KeyMapper, is_valid_image_key, is_valid_key, sanitise_image_key, sanitise_key
 
 Start = Callable[..., Run]
 Finish = Callable[..., MlflowBackend]

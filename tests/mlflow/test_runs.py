@@ -10,12 +10,12 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from tracelet_mlflow import MlflowBackend, MlflowSettings
-from tracelet_mlflow.settings import resolve_tracking_uri
 
 import tracelet
 from tracelet.errors import ConfigError
 from tracelet.run import Run
+from tracelet_mlflow import MlflowBackend, MlflowSettings
+from tracelet_mlflow.settings import resolve_tracking_uri
 
 Start = Callable[..., Run]
 Finish = Callable[..., MlflowBackend]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tracelet_system.environment import SECRET_MASK, looks_secret, mask_command_line
 
 import tracelet
 from tracelet.names import ENV_COMMAND, ENV_HOSTNAME, ENV_PYTHON_VERSION, ENV_SCRIPT
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
+from tracelet_system.environment import SECRET_MASK, looks_secret, mask_command_line
 
 
 def _recording(run: Run) -> RecordingBackend:

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from tracelet_system.counters import ProcfsReader, PsutilReader
-from tracelet_system.resources import ResourceSampler
 
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
+from tracelet_system.counters import ProcfsReader, PsutilReader
+from tracelet_system.resources import ResourceSampler
 
 LEVELS = {
     "system/memory/used_bytes",
