@@ -136,7 +136,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
-    dispatcher = Dispatcher(workers, intake_size=core.queue_size)
+    dispatcher = Dispatcher(workers, intake_size=core.queue_size, linger=core.batch_linger)
     collectors = [
         CollectorThread(name, instances[name][2], run_info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]
     ]

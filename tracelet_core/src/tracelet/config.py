@@ -61,7 +61,7 @@ class CoreSettings:
     queue_size: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
     """Records held per backend (and in the intake) before the oldest are dropped."""
     batch_linger: float = attrs.field(default=0.01, validator=attrs.validators.ge(0))
-    """Seconds a worker waits for more records before delivering a partial batch."""
+    """Seconds the router and each worker wait for more records before handing on a partial batch."""
     stop_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     """Default deadline of ``stop()`` and of the exit handler, in seconds."""
 

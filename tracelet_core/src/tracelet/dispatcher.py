@@ -339,8 +339,9 @@ class BackendWorker:
 class Dispatcher:
     """Owns the intake, the router thread and the backend workers of one run."""
 
-    def __init__(self, workers: Iterable[BackendWorker], intake_size: int) -> None:
+    def __init__(self, workers: Iterable[BackendWorker], intake_size: int, linger: float) -> None:
         self.workers = tuple(workers)
+        self._linger = linger
         self.intake: deque[object] = deque(maxlen=intake_size)
         self.intake_dropped = 0
         """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
@@ -386,6 +387,10 @@ class Dispatcher:
     def _route(self) -> None:
         while True:
             self._wake_event.clear()
+            if self._linger and self._closing is None:
+                # Let records gather: one wake-up per linger period rather than one per record keeps
+                # thread switches (each a GIL hand-off) off a training loop that logs at a moderate rate.
+                time.sleep(self._linger)
             entries, records = self._drain()
             lost = self.intake_dropped - self._routed_drops
             if lost:
