@@ -60,7 +60,7 @@ class CoreSettings:
     """Raise on loading and configuration problems instead of warning (tests run strict)."""
     queue_size: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
     """Records held per backend (and in the intake) before the oldest are dropped."""
-    batch_linger: float = attrs.field(default=0.01, validator=attrs.validators.ge(0))
+    batch_linger: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
     """Seconds the router and each worker wait for more records before handing on a partial batch."""
     stop_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     """Default deadline of ``stop()`` and of the exit handler, in seconds."""

@@ -146,6 +146,8 @@ class BackendWorker:
         self._linger = linger
         self._queue: deque[object] = deque()
         self._wake = threading.Event()
+        self._urgent = threading.Event()  # see put(): stop lingering
+        self._hurry_at = max(1, min(max_batch_size, queue_size // 2))
         self._thread = threading.Thread(target=self._work, name=f"tracelet-backend-{name}", daemon=True)
         self._state: WorkerState = "starting"
         self._ref: BackendRunRef | None = None
@@ -176,6 +178,8 @@ class BackendWorker:
         queue = self._queue
         queue.extend(entries)
         self._routed += records
+        if self._queued() >= self._hurry_at or any(type(entry) is not _Segment for entry in entries):
+            self._urgent.set()  # a full batch, half a queue, a flush or the end is waiting: stop lingering
         while self._queued() > self._queue_size:
             try:
                 entry = queue.popleft()
@@ -239,8 +243,9 @@ class BackendWorker:
             if not self._queue:
                 self._wake.wait(_IDLE_WAIT)
                 continue
-            if self._linger and self._queued() < self._max_batch_size:
-                time.sleep(self._linger)
+            if self._linger and self._queued() < self._hurry_at:
+                self._urgent.wait(self._linger)
+            self._urgent.clear()
             if not self._deliver_queued():
                 return
 
@@ -346,7 +351,12 @@ class Dispatcher:
         self.intake_dropped = 0
         """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
         self._wake_event = threading.Event()
+        self._urgent = threading.Event()  # flush() or stop() is waiting, or the intake fills: stop lingering
         self.wake: Callable[[], None] = self._wake_event.set
+        """Called by the thread whose record made the intake non-empty."""
+        self.hurry: Callable[[], None] = self._urgent.set
+        """Called by the thread whose record filled the intake to ``hurry_at``."""
+        self.hurry_at = max(1, min(_MAX_DRAIN, intake_size // 4))
         self._closing: RunStatus | None = None
         self._routed_drops = 0
         self._thread = threading.Thread(target=self._route, name="tracelet-router", daemon=True)
@@ -359,16 +369,20 @@ class Dispatcher:
     def submit(self, item: object) -> None:
         """Queue one record or request (any thread)."""
         intake = self.intake
-        if len(intake) == intake.maxlen:
+        size = len(intake)
+        if size == intake.maxlen:
             self.intake_dropped += 1
         intake.append(item)
-        if len(intake) == 1:
+        if size == 0:
             self.wake()
+        elif size == self.hurry_at:
+            self.hurry()
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything submitted before the call was delivered; ``False`` on timeout or loss."""
         request = FlushRequest(len(self.workers))
         self.submit(request)
+        self._urgent.set()
         return request.done.wait(timeout) and request.ok
 
     def stop(self, status: RunStatus, deadline: float) -> bool:
@@ -379,34 +393,44 @@ class Dispatcher:
         undelivered records are counted as dropped.
         """
         self._closing = status
+        self._urgent.set()
         self.wake()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         ended = [worker.join(deadline) for worker in self.workers]
         return not self._thread.is_alive() and all(ended)
 
     def _route(self) -> None:
+        intake = self.intake
         while True:
             self._wake_event.clear()
-            if self._linger and self._closing is None:
-                # Let records gather: one wake-up per linger period rather than one per record keeps
-                # thread switches (each a GIL hand-off) off a training loop that logs at a moderate rate.
-                time.sleep(self._linger)
-            entries, records = self._drain()
-            lost = self.intake_dropped - self._routed_drops
-            if lost:
-                self._routed_drops += lost
-                for worker in self.workers:
-                    worker.add_lost(lost)
-            if entries:
+            if not intake and self._closing is None:
+                self._wake_event.wait(_IDLE_WAIT)
+                continue
+            if self._linger and len(intake) < _MAX_DRAIN:
+                # Let records gather after an idle spell: one wake-up per linger period instead of
+                # one per record keeps thread switches (each a GIL hand-off) away from a training
+                # loop that logs at a moderate rate. A busy intake is drained without pause.
+                self._urgent.wait(self._linger)
+            self._urgent.clear()
+            while True:
+                entries, records = self._drain()
+                self._count_intake_losses()
+                if not entries:
+                    break
                 for worker in self.workers:
                     worker.put(entries, records)
-            elif self._closing is not None:
+            if self._closing is not None and not intake:
                 break
-            else:
-                self._wake_event.wait(_IDLE_WAIT)
         end = [_End(self._closing)]
         for worker in self.workers:
             worker.put(end, 0)
+
+    def _count_intake_losses(self) -> None:
+        lost = self.intake_dropped - self._routed_drops
+        if lost:
+            self._routed_drops += lost
+            for worker in self.workers:
+                worker.add_lost(lost)
 
     def _drain(self) -> tuple[list[object], int]:
         """Take up to ``_MAX_DRAIN`` items: runs of one route become segments, requests stay apart."""

@@ -71,6 +71,8 @@ class Run:
         self._intake = dispatcher.intake
         self._intake_size = dispatcher.intake.maxlen
         self._wake = dispatcher.wake
+        self._hurry = dispatcher.hurry
+        self._hurry_at = dispatcher.hurry_at
         self._collectors = collectors
         self._plugins = dict(plugins)
         self._patcher: FrameworkPatcher | None = None
@@ -142,12 +144,16 @@ class Run:
             step = self._explicit_step(step, name)
             if step is None:
                 return
+        # Dispatcher.submit, inlined: this is the hot path.
         intake = self._intake
-        if len(intake) == self._intake_size:
+        size = len(intake)
+        if size == self._intake_size:
             self._dispatcher.intake_dropped += 1
         intake.append((name, value, step, _now() if timestamp is None else timestamp))
-        if len(intake) == 1:
+        if size == 0:
             self._wake()
+        elif size == self._hurry_at:
+            self._hurry()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log several scalars at one step."""
