@@ -21,7 +21,7 @@ from tracelet.api import (
     stop,
 )
 from tracelet.dispatcher import BackendStats
-from tracelet.errors import ConfigError, PluginError, TraceletError
+from tracelet.errors import ConfigError, PermanentError, PluginError, TraceletError
 from tracelet.hookspecs import hookimpl
 from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.plugins import register_plugin, unregister_plugin
@@ -38,6 +38,7 @@ __all__ = [
     "Image",
     "Metric",
     "Param",
+    "PermanentError",
     "PluginError",
     "PluginInfo",
     "PluginKind",

@@ -16,6 +16,7 @@ import pluggy
 from tracelet._version import __version__
 from tracelet.collectors import CollectorThread
 from tracelet.config import ResolvedConfig, resolve_config
+from tracelet.delivery import DeliveryPolicy
 from tracelet.dispatcher import BackendWorker, Dispatcher
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.info import PluginInfo, PluginKind, RunInfo
@@ -24,6 +25,7 @@ from tracelet.patching import FrameworkPatcher
 from tracelet.plugins import PluginEntry, discover, new_plugin_manager
 from tracelet.records import RunStatus
 from tracelet.run import Run
+from tracelet.spool import BackendSpool
 
 __all__ = [
     "active_run",
@@ -119,6 +121,15 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         backends=tuple(by_kind[PluginKind.BACKEND]),
         plugins=tuple(instances),
     )
+    policy = DeliveryPolicy(
+        retry_attempts=core.retry_attempts,
+        retry_base=core.retry_base,
+        retry_cap=core.retry_cap,
+        breaker_threshold=core.breaker_threshold,
+        breaker_cooldown=core.breaker_cooldown,
+        spool_after=core.spool_after,
+    )
+    spool_root = Path(core.spool_dir).absolute()
     workers = [
         BackendWorker(
             name,
@@ -127,6 +138,8 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
             max_batch_size=instances[name][0].max_batch_size,
             queue_size=core.queue_size,
             linger=core.batch_linger,
+            spool=BackendSpool(spool_root / run_info.id / name, run_info, name, fsync_interval=core.spool_fsync_interval),
+            policy=policy,
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
