@@ -78,6 +78,12 @@ class CoreSettings:
     """Consecutive failed calls after which a backend's circuit breaker opens."""
     breaker_cooldown: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     """Seconds a breaker stays open before a probe call tests the backend again."""
+    handle_signals: bool = True
+    """Install a SIGTERM handler and an excepthook (main thread only), chained to the previous ones."""
+    sigterm_grace: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    """Seconds SIGTERM leaves for delivery before the rest is spooled and the process terminates."""
+    log_all_ranks: bool = False
+    """In a distributed job, every rank logs to a run of its own (named ``<name>-rank<N>``); default: rank 0 only."""
     spool_dir: str = ".tracelet/spool"
     """Where undelivered records are kept (relative paths: to the working directory at ``start()``)."""
     spool_after: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))

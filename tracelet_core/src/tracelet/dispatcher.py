@@ -44,7 +44,7 @@ from tracelet.log import get_logger
 from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
 from tracelet.spool import BackendSpool, SpoolPosition, encode_records
 
-__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record"]
+__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record", "route_of"]
 
 _log = get_logger()
 
@@ -65,6 +65,11 @@ _ROUTES: dict[type, tuple[str, str]] = {
 def is_record(item: object) -> bool:
     """Whether ``item`` is one of the record types backends receive."""
     return type(item) in _ROUTES
+
+
+def route_of(record: object) -> tuple[str, str]:
+    """The routing hook that takes ``record``, and the name of its argument."""
+    return _ROUTES[type(record)]
 
 
 _METRIC_ROUTE = _ROUTES[Metric]

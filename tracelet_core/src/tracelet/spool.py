@@ -453,6 +453,10 @@ class BackendSpool:
         self._acked_offsets = {s.id: s.acked for s in self._segments if s.acked > len(MAGIC)}
         _write_json(self.directory / "acked.json", {str(k): v for k, v in self._acked_offsets.items()})
 
+    def undelivered_bytes(self) -> int:
+        """Bytes written and not acknowledged (replay's progress measure)."""
+        return sum(segment.size - segment.acked for segment in self._segments)
+
     def drained(self) -> bool:
         """Whether every record written was acknowledged."""
         return all(segment.acked >= segment.size for segment in self._segments)
