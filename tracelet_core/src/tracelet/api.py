@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -312,6 +313,12 @@ def _after_fork_in_child() -> None:
     run = _active
     if run is not None:
         run._make_inert()
+    # The child has no run to save at SIGTERM (multiprocessing's Pool.terminate() sends it):
+    # it terminates exactly as it would have without Tracelet.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # ValueError: forked from a thread other than the main one, where Python allows no handler change.
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
 
 
 if hasattr(os, "register_at_fork"):
