@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -54,27 +56,35 @@ def test_backends_run_on_their_own_threads(tracelet_start: Callable[..., Run]) -
     assert run.get_plugin("fixture-good").thread_names == {"tracelet-backend-fixture-good"}  # type: ignore[attr-defined]
 
 
-def test_a_raising_backend_is_isolated_counted_and_logged(
+def test_a_raising_backend_is_isolated_retried_and_spooled(
     tracelet_start: Callable[..., Run], tracelet_logs: pytest.LogCaptureFixture
 ) -> None:
-    run = tracelet_start(backends=["fixture-raising", "recording"])
+    run = tracelet_start(backends=["fixture-raising", "recording"], retry_attempts=2, retry_base=0.01, breaker_cooldown=60)
     for step in range(10):
         run.log_metric("x", float(step), step=step)
     run.log_params({"a": 1})
     assert run.flush(5) is False  # not everything was delivered
     assert run.get_plugin("recording").metric_values("x") == [(s, float(s)) for s in range(10)]  # type: ignore[attr-defined]
     stats = run.stats()
-    assert (stats["fixture-raising"].delivered, stats["fixture-raising"].failed) == (0, 11)
-    assert stats["fixture-raising"].last_error == "tracelet_backend_flush: RuntimeError: fixture-raising: cannot flush"
+    assert run.get_plugin("fixture-raising").attempts == 2  # type: ignore[attr-defined]
+    assert (stats["fixture-raising"].delivered, stats["fixture-raising"].spooled, stats["fixture-raising"].failed) == (0, 11, 0)
+    assert (stats["fixture-raising"].retries, stats["fixture-raising"].breaker) == (2, "open")
+    assert (
+        stats["fixture-raising"].last_error
+        == "tracelet_backend_log_metrics: RuntimeError: fixture-raising: cannot log 10 metrics"
+    )
     assert (stats["recording"].delivered, stats["recording"].failed) == (11, 0)
+    started = time.monotonic()
     assert run.stop(timeout=5) is False
+    assert time.monotonic() - started < 1  # the breaker stays open past the deadline: no point waiting for it
     assert run.get_plugin("recording").status is tracelet.RunStatus.FINISHED  # type: ignore[attr-defined]
     failures = [r.getMessage() for r in tracelet_logs.records if "backend hook failed" in r.getMessage()]
     assert any("plugin='fixture-raising' hook='tracelet_backend_log_metrics'" in m for m in failures)
-    assert any("hook='tracelet_backend_end'" in m for m in failures)
+    spool = Path(".tracelet/spool", run.id, "fixture-raising")
+    assert json.loads((spool / "meta.json").read_text())["status"] == "FINISHED"
 
 
-def test_a_backend_that_fails_to_start_counts_its_records_as_failed(tracelet_start: Callable[..., Run]) -> None:
+def test_a_backend_that_fails_to_start_for_good_counts_its_records_as_failed(tracelet_start: Callable[..., Run]) -> None:
     class Plugin:
         @tracelet.hookimpl
         def tracelet_plugin_info(self) -> tracelet.PluginInfo:
@@ -83,7 +93,7 @@ def test_a_backend_that_fails_to_start_counts_its_records_as_failed(tracelet_sta
     class Unstartable:
         @tracelet.hookimpl
         def tracelet_backend_start(self, run: tracelet.RunInfo) -> None:
-            raise ConnectionError("server unreachable")
+            raise tracelet.PermanentError("invalid API key")
 
     tracelet.register_plugin(Plugin())
     try:
@@ -91,10 +101,11 @@ def test_a_backend_that_fails_to_start_counts_its_records_as_failed(tracelet_sta
         run.log_metric("x", 1.0)
         assert run.flush(5) is False
         stats = run.stats()["no-start"]
-        assert (stats.state, stats.failed, stats.last_error) == (
+        assert (stats.state, stats.failed, stats.retries, stats.last_error) == (
             "failed",
             1,
-            "tracelet_backend_start: ConnectionError: server unreachable",
+            0,
+            "tracelet_backend_start: PermanentError: invalid API key",
         )
         assert run.stats()["recording"].delivered == 1
     finally:
@@ -114,8 +125,8 @@ def test_a_hung_backend_delays_only_itself_and_stop_returns_by_its_deadline(trac
     elapsed = time.monotonic() - started
     assert 1.5 < elapsed < 4, elapsed
     stats = run.stats()
-    # Undelivered at the deadline (the 100 queued and the one stuck in the hook): counted, not silently lost.
-    assert stats["fixture-hanging"].dropped == 101
+    # Undelivered at the deadline (the 100 queued and the one stuck in the hook): in the spool, not lost.
+    assert (stats["fixture-hanging"].spooled, stats["fixture-hanging"].dropped) == (101, 0)
     assert stats["recording"].state == "ended"
     assert run.get_plugin("recording").status is tracelet.RunStatus.FINISHED  # type: ignore[attr-defined]
     hanging.release()
@@ -132,8 +143,8 @@ def test_start_does_not_wait_for_slow_backends(tracelet_start: Callable[..., Run
     assert run.get_plugin("fixture-slow").metric_values("early") == [(1, 1.0)]  # type: ignore[attr-defined]
 
 
-def test_a_full_queue_drops_the_oldest_and_counts_them(tracelet_start: Callable[..., Run]) -> None:
-    run = tracelet_start(backends=["fixture-hanging", "recording"], queue_size=50)
+def test_a_full_queue_spills_to_the_spool_and_delivers_everything_in_order_later(tracelet_start: Callable[..., Run]) -> None:
+    run = tracelet_start(backends=["fixture-hanging", "recording"], queue_size=50, spool_after=60)
     run.log_metric("first", 1.0)
     hung = run.get_plugin("fixture-hanging")
     assert hung.entered.wait(5)  # type: ignore[attr-defined]
@@ -143,17 +154,18 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(tracelet_start: Callable[
             time.sleep(0.01)  # let the router keep up, so the intake itself never overflows
     assert run.flush(timeout=0.5) is False
     stats = run.stats()["fixture-hanging"]
-    assert stats.queued <= 50
-    assert stats.dropped >= 70
-    assert stats.queued + stats.dropped == 121  # nothing unaccounted for
+    assert stats.queued <= 50  # memory stays bounded: the rest is on disk
+    assert stats.spooled >= 70
+    assert stats.queued + stats.spooled == 121  # nothing unaccounted for
+    assert stats.dropped == 0
     hanging.release()
-    # Losses are reported once, by the flush whose window they fell in (the one that timed out).
     assert run.flush(timeout=5) is True
     stats = run.stats()["fixture-hanging"]
-    assert stats.delivered + stats.dropped == 121
-    kept = [m.step for m in hung.records if m.name == "x"]  # type: ignore[attr-defined]
-    assert kept == list(range(120 - len(kept), 120))  # the oldest went, the newest stayed, in order
+    assert (stats.delivered, stats.spooled, stats.dropped) == (121, 0, 0)
+    assert [m.step for m in hung.records if m.name == "x"] == list(range(120))  # type: ignore[attr-defined]
     assert run.stats()["recording"].delivered == 121  # the healthy backend lost nothing
+    assert run.stop(timeout=5) is True
+    assert not Path(".tracelet/spool", run.id).exists()  # acknowledged segments are deleted
 
 
 def test_flush_waits_for_backend_flush_hooks(tracelet_run: Run, tracelet_recording: RecordingBackend) -> None:

@@ -91,7 +91,8 @@ def test_unknown_backend_name_lists_installed_ones(tracelet_start: Callable[...,
     with pytest.raises(tracelet.ConfigError) as caught:
         tracelet_start(backends=["mlflw"])
     assert str(caught.value) == (
-        "unknown backend(s) 'mlflw'; installed backends: fixture-good, fixture-hanging, fixture-raising, fixture-slow, recording"
+        "unknown backend(s) 'mlflw'; installed backends: "
+        "fixture-flaky, fixture-good, fixture-hanging, fixture-raising, fixture-slow, recording"
     )
 
 

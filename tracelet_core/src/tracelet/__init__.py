@@ -22,7 +22,7 @@ from tracelet.api import (
     start,
     stop,
 )
-from tracelet.errors import ConfigError, PluginError, TraceletError
+from tracelet.errors import ConfigError, PermanentError, PluginError, TraceletError
 from tracelet.hookspecs import hookimpl
 from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.plugins import register_plugin, unregister_plugin
@@ -42,6 +42,7 @@ __all__ = [
     "Image",
     "Metric",
     "Param",
+    "PermanentError",
     "PluginError",
     "PluginInfo",
     "PluginKind",

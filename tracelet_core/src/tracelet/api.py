@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -14,12 +17,12 @@ from tracelet._version import __version__
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.info import PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
-from tracelet.records import RunStatus
+from tracelet.records import RunStatus, Tag
 
 if TYPE_CHECKING:
     import pluggy
 
-    from tracelet.config import ResolvedConfig
+    from tracelet.config import CoreSettings, ResolvedConfig
     from tracelet.plugins import PluginEntry
     from tracelet.run import Run
 
@@ -43,6 +46,9 @@ _log = get_logger()
 _start_lock = threading.RLock()
 _active: Run | None = None
 _exit_handler_registered = False
+_previous_sigterm: Any = None
+_sigterm_grace = 10.0
+_previous_excepthook: Any = None
 
 
 def start(
@@ -81,17 +87,30 @@ def start(
         run = _build_run(arguments)
         _active = run
         _register_exit_handler()
+        if run.info.id and not run._inert and _settings_of(run).handle_signals:
+            _install_signal_handlers(_settings_of(run).sigterm_grace)
         return run
+
+
+def _settings_of(run: Run) -> CoreSettings:
+    settings: CoreSettings = run._core_settings  # type: ignore[attr-defined]
+    return settings
 
 
 def _build_run(arguments: Mapping[str, Any]) -> Run:
     # The machinery is imported on first start(), keeping `import tracelet` close to its dependencies' cost.
+    import socket
+
     from tracelet.collectors import CollectorThread
     from tracelet.config import resolve_config
+    from tracelet.delivery import DeliveryPolicy
     from tracelet.dispatcher import BackendWorker, Dispatcher
     from tracelet.patching import FrameworkPatcher
-    from tracelet.plugins import discover
+    from tracelet.plugins import discover, hooks_of
+    from tracelet.ranks import global_rank, local_rank
+    from tracelet.replay import pending_spools
     from tracelet.run import Run
+    from tracelet.spool import BackendSpool
 
     entries = discover()
     loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
@@ -102,12 +121,15 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     if core.strict and failed:
         raise PluginError("plugins failed to load: " + "; ".join(_describe_failure(entry) for entry in failed))
 
+    rank = global_rank()
+    if rank not in (None, 0) and not core.log_all_ranks:
+        return _inert_run(core, rank)
     selected = _select_plugins(loaded, resolved)
     instances: dict[str, tuple[PluginInfo, object, pluggy.HookRelay]] = {}
     for info in selected:
         try:
             instance = info.factory(resolved.plugin_settings[info.name])
-            instances[info.name] = (info, instance, _hooks_of(instance, info.name))
+            instances[info.name] = (info, instance, hooks_of(instance, info.name))
         except Exception as error:
             if core.strict:
                 raise PluginError(f"plugin {info.name!r} could not be created: {type(error).__name__}: {error}") from error
@@ -116,15 +138,37 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
             )
 
     by_kind = {kind: [name for name, (info, _, _) in instances.items() if info.kind is kind] for kind in PluginKind}
+    if local_rank() not in (None, 0):  # collectors run once per node
+        for name in by_kind[PluginKind.COLLECTOR]:
+            instances.pop(name)
+        by_kind[PluginKind.COLLECTOR] = []
+    run_name = core.name or time.strftime("run-%Y%m%d-%H%M%S")
     run_info = RunInfo(
         id=os.urandom(16).hex(),  # a random run id; the uuid module costs 20 ms to import
         project=core.project or Path.cwd().name or "default",
-        name=core.name or time.strftime("run-%Y%m%d-%H%M%S"),
+        name=run_name if rank in (None, 0) else f"{run_name}-rank{rank}",
         start_time=time.time(),
         tracelet_version=__version__,
         backends=tuple(by_kind[PluginKind.BACKEND]),
         plugins=tuple(instances),
     )
+    policy = DeliveryPolicy(
+        retry_attempts=core.retry_attempts,
+        retry_base=core.retry_base,
+        retry_cap=core.retry_cap,
+        breaker_threshold=core.breaker_threshold,
+        breaker_cooldown=core.breaker_cooldown,
+        spool_after=core.spool_after,
+    )
+    spool_root = Path(core.spool_dir).absolute()
+    left = pending_spools(spool_root)
+    if left:
+        _log.warning(
+            "undelivered records from earlier runs are waiting in the spool; run `tracelet replay` to deliver them",
+            spools=len(left),
+            runs=len({path.parent.name for path in left}),
+            spool_dir=str(spool_root),
+        )
     workers = [
         BackendWorker(
             name,
@@ -133,6 +177,8 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
             max_batch_size=instances[name][0].max_batch_size,
             queue_size=core.queue_size,
             linger=core.batch_linger,
+            spool=BackendSpool(spool_root / run_info.id / name, run_info, name, fsync_interval=core.spool_fsync_interval),
+            policy=policy,
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
@@ -149,6 +195,10 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         stop_timeout=core.stop_timeout,
         on_stop=_deactivate,
     )
+    run._core_settings = core  # type: ignore[attr-defined]
+    if rank is not None:  # log_all_ranks: every rank's run says which process it is
+        dispatcher.submit(Tag("tracelet.rank", str(rank)))
+        dispatcher.submit(Tag("tracelet.node", socket.gethostname()))
     if not workers:
         _log.warning("no backend plugin is active; logged values go nowhere", installed=sorted(loaded))
     dispatcher.start()
@@ -162,6 +212,27 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         run.stop(RunStatus.FAILED, timeout=0)
         raise
     _log.debug("run started", run=run_info.id, name=run_info.name, project=run_info.project, plugins=list(run_info.plugins))
+    return run
+
+
+def _inert_run(core: CoreSettings, rank: int) -> Run:
+    """The run of a rank that does not log: no plugin, no thread, calls that cost next to nothing."""
+    from tracelet.dispatcher import Dispatcher
+    from tracelet.run import Run
+
+    info = RunInfo(
+        id="",
+        project=core.project or Path.cwd().name or "default",
+        name=f"{core.name or 'run'}-rank{rank}",
+        start_time=time.time(),
+        tracelet_version=__version__,
+        backends=(),
+        plugins=(),
+    )
+    run = Run(info, Dispatcher([], intake_size=1, linger=0.0), [], {}, strict=core.strict, stop_timeout=0.0, on_stop=_deactivate)
+    run._core_settings = core  # type: ignore[attr-defined]
+    run._make_inert()
+    _log.debug("not logging on this rank (only global rank 0 logs; set log_all_ranks to change it)", rank=rank)
     return run
 
 
@@ -183,15 +254,6 @@ def _select_plugins(loaded: Mapping[str, PluginInfo], resolved: ResolvedConfig) 
         backends = [loaded[name] for name in dict.fromkeys(resolved.core.backends)]
     others = [info for info in loaded.values() if info.kind is not PluginKind.BACKEND and default_on(info)]
     return backends + others
-
-
-def _hooks_of(instance: object, name: str) -> pluggy.HookRelay:
-    from tracelet.plugins import new_plugin_manager
-
-    manager = new_plugin_manager()
-    manager.register(instance, name=name)
-    manager.check_pending()
-    return manager.hook
 
 
 def _describe_failure(entry: PluginEntry) -> str:
@@ -216,6 +278,61 @@ def _stop_at_exit() -> None:
     run = _active
     if run is not None:
         run.stop(RunStatus.FINISHED)
+
+
+def _install_signal_handlers(grace: float) -> None:
+    """SIGTERM handler and excepthook, chained to the previous ones; main thread only (a Python rule for signals)."""
+    global _previous_sigterm, _sigterm_grace, _previous_excepthook
+    _sigterm_grace = grace
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous_sigterm = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Deliver within the grace period, spool the rest, mark the run KILLED, then terminate as before."""
+    run = _active
+    if run is not None:
+        run.stop(RunStatus.KILLED, timeout=_sigterm_grace)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # SIG_DFL (or a handler set from C): die by the signal, as before
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+    """An uncaught exception ends the active run as FAILED (KILLED for Ctrl-C) in every backend."""
+    (_previous_excepthook or sys.__excepthook__)(kind, error, traceback)
+    run = _active
+    if run is not None:
+        run.stop(RunStatus.KILLED if issubclass(kind, KeyboardInterrupt) else RunStatus.FAILED)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker) must not use the parent's threads, locks or spool files."""
+    global _start_lock
+    _start_lock = threading.RLock()
+    run = _active
+    if run is not None:
+        run._make_inert()
+    # The child has no run to save at SIGTERM (multiprocessing's Pool.terminate() sends it):
+    # it terminates exactly as it would have without Tracelet.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # ValueError: forked from a thread other than the main one, where Python allows no handler change.
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def active_run() -> Run | None:

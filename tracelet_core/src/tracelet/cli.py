@@ -1,10 +1,11 @@
-"""The ``tracelet`` command: ``tracelet plugins`` and ``tracelet config``."""
+"""The ``tracelet`` command: ``tracelet plugins``, ``tracelet config`` and ``tracelet replay``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tracelet._version import __version__
 from tracelet.config import resolve_config
@@ -47,15 +48,40 @@ def _config() -> int:
     return 0
 
 
+def _replay(path: str | None) -> int:
+    from tracelet.replay import replay  # the command's own code, not needed by the others
+
+    if path is None:
+        entries = discover()
+        loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
+        ignored = frozenset(entry.name for entry in entries if entry.info is None)
+        try:
+            path = resolve_config(loaded, {}, ignored_plugins=ignored).core.spool_dir
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    results = replay(Path(path))
+    for result in results:
+        outcome = f"left in the spool: {result.error}" if result.left else "done"
+        print(f"{result.backend} run {result.run_id}: {result.sent} records sent, {outcome}", file=sys.stderr)
+    if not results:
+        print(f"nothing to replay in {Path(path).absolute()}", file=sys.stderr)
+    return 1 if any(result.left for result in results) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracelet", description="Tracelet: one start(), every experiment tracker.")
     parser.add_argument("--version", action="version", version=f"tracelet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("plugins", help="list installed plugins: name, kind, distribution, version, status")
     commands.add_parser("config", help="show the resolved configuration and where each value comes from")
+    replay = commands.add_parser("replay", help="deliver what earlier runs left in the spool, to the same backend runs")
+    replay.add_argument("path", nargs="?", help="the spool directory (default: the spool_dir setting, .tracelet/spool)")
     arguments = parser.parse_args(argv)
     if arguments.command == "plugins":
         return _plugins()
+    if arguments.command == "replay":
+        return _replay(arguments.path)
     return _config()
 
 

@@ -59,11 +59,33 @@ class CoreSettings:
     strict: bool = False
     """Raise on loading and configuration problems instead of warning (tests run strict)."""
     queue_size: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
-    """Records held per backend (and in the intake) before the oldest are dropped."""
+    """Records held in memory per backend (and in the intake); beyond it a backend's records go to its spool."""
     batch_linger: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
     """Seconds the router and each worker wait for more records before handing on a partial batch."""
     stop_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     """Default deadline of ``stop()`` and of the exit handler, in seconds."""
+    retry_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    """Calls of a backend hook per batch before the batch goes to the spool (1: no retry)."""
+    retry_base: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    """Seconds before a backend's first retry; doubled after each failure, with jitter."""
+    retry_cap: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
+    """Longest wait between two attempts, in seconds."""
+    breaker_threshold: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    """Consecutive failed calls after which a backend's circuit breaker opens."""
+    breaker_cooldown: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
+    """Seconds a breaker stays open before a probe call tests the backend again."""
+    handle_signals: bool = True
+    """Install a SIGTERM handler and an excepthook (main thread only), chained to the previous ones."""
+    sigterm_grace: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    """Seconds SIGTERM leaves for delivery before the rest is spooled and the process terminates."""
+    log_all_ranks: bool = False
+    """In a distributed job, every rank logs to a run of its own (named ``<name>-rank<N>``); default: rank 0 only."""
+    spool_dir: str = ".tracelet/spool"
+    """Where undelivered records are kept (relative paths: to the working directory at ``start()``)."""
+    spool_after: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    """Seconds a record may wait in memory for a stuck backend before it is written to the spool."""
+    spool_fsync_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    """Seconds between flushes + fsyncs of the spool's open segment (0: after every write)."""
 
 
 @attrs.frozen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PluginError", "TraceletError"]
+__all__ = ["ConfigError", "PermanentError", "PluginError", "TraceletError"]
 
 
 class TraceletError(Exception):
@@ -19,3 +19,12 @@ class ConfigError(TraceletError, ValueError):
 
 class PluginError(TraceletError):
     """A plugin could not be loaded, configured or started (raised in strict mode)."""
+
+
+class PermanentError(TraceletError):
+    """Raised by a backend hook for a failure that retrying cannot fix (a rejected value, a deleted run).
+
+    Core does not retry the batch: it is counted as failed and kept in the
+    spool's ``rejected`` part, which ``tracelet replay`` sends again (after
+    the cause was fixed). Any other exception is retried with backoff.
+    """

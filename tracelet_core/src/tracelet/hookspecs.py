@@ -63,8 +63,14 @@ def tracelet_plugin_info() -> PluginInfo:
 #
 # All routing hooks of one backend run on that backend's own worker thread, one
 # at a time and in the order records were logged, so a backend needs no locks.
-# A routing hook that raises fails only the batch it was given: the records are
-# counted as failed in ``stats()`` and delivery goes on with the next batch.
+# A routing hook that raises is called again with the same batch, with
+# exponential backoff; after ``retry_attempts`` calls, or once the backend's
+# circuit breaker is open, the batch goes to the spool and is delivered, in
+# order, when the backend is back (or by ``tracelet replay``). A hook that
+# raises :class:`tracelet.PermanentError` is not retried: that batch is counted
+# as failed, kept in the spool's rejected part, and delivery goes on. Delivery
+# is at least once: a batch whose hook raised after storing part of it is sent
+# again whole.
 
 
 @hookspec(firstresult=True)
@@ -76,8 +82,15 @@ def tracelet_backend_start(run: RunInfo) -> BackendRunRef | None:
     queue. Import the backend library here. Return the backend's run id and
     URL (shown by ``Run.backends``), or ``None``.
 
-    If it raises, the backend is marked failed for this run: its records are
-    counted as failed and its other hooks are not called.
+    When ``run.resume`` has an entry for this backend's name, the backend
+    must attach to that run (its id as returned here earlier) instead of
+    creating one: ``tracelet replay`` uses it to deliver spooled records to
+    the run they belong to. Return the same id.
+
+    If it raises :class:`tracelet.PermanentError`, the backend is marked
+    failed for this run: its records are counted as failed and its other
+    hooks are not called. Any other exception is retried with backoff (see
+    ``retry_*`` and ``breaker_*`` settings) while records wait in the spool.
     """
 
 

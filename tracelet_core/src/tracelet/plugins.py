@@ -28,6 +28,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginEntry",
     "discover",
+    "hooks_of",
     "new_plugin_manager",
     "register_plugin",
     "unregister_plugin",
@@ -61,6 +62,14 @@ def new_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     return manager
+
+
+def hooks_of(instance: object, name: str) -> pluggy.HookRelay:
+    """The hooks of one plugin object (a backend for a run), in a plugin manager of its own."""
+    manager = new_plugin_manager()
+    manager.register(instance, name=name)
+    manager.check_pending()
+    return manager.hook
 
 
 def plugin_info_of(plugin: object, name: str | None = None) -> PluginInfo:

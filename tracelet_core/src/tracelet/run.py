@@ -81,7 +81,8 @@ class Run:
         self._on_stop = on_stop
         self._step = 0
         self._stopped = False
-        self._stop_lock = threading.Lock()
+        self._stop_lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt stop() itself
+        self._inert = False
         self._stop_result = False
         self._rejected: dict[str, int] = {}
 
@@ -129,7 +130,8 @@ class Run:
     def log_metric(self, name: str, value: Any, step: int | None = None, timestamp: float | None = None) -> None:
         """Log one scalar. ``step`` defaults to :attr:`step`; ``timestamp`` to now (seconds)."""
         if self._stopped:
-            self._raise_stopped()
+            self._raise_stopped()  # raises, except in an inert run (forked child, non-logging rank)
+            return
         if type(value) is not float:
             number = to_metric_value(value)
             if number is None:
@@ -224,7 +226,8 @@ class Run:
     def log_record(self, record: Record) -> None:
         """Queue a ready-made record (for plugins: collectors, framework capture)."""
         if self._stopped:
-            self._raise_stopped()
+            self._raise_stopped()  # raises, except in an inert run (forked child, non-logging rank)
+            return
         if not is_record(record):
             raise TypeError(f"log_record() takes a tracelet record (Metric, Param, ...), not {type(record).__name__}")
         self._dispatcher.submit(record)
@@ -248,6 +251,9 @@ class Run:
         result.
         """
         status = RunStatus(status)
+        if self._inert:
+            self._on_stop(self)
+            return True
         deadline = time.monotonic() + (self._stop_timeout if timeout is None else timeout)
         with self._stop_lock:
             if self._stopped:
@@ -312,5 +318,18 @@ class Run:
         if count == 0:
             _log.warning("value rejected and dropped (warned once per name)", kind=kind, name=name, reason=reason)
 
+    def _make_inert(self) -> None:
+        """Turn this run into one whose calls do nothing: in a forked child, or on a rank that does not log.
+
+        No thread, lock or file of the parent's run is touched: ``log_*``
+        calls return at once, ``flush()`` and ``stop()`` return ``True``.
+        """
+        self._inert = True
+        self._stopped = True
+        self._stop_result = True
+        self._stop_lock = threading.RLock()
+
     def _raise_stopped(self) -> None:
+        if self._inert:
+            return
         raise TraceletError(f"run {self.name!r} ({self.id}) has stopped; call tracelet.start() to begin a new run")

@@ -49,13 +49,18 @@ class RecordingBackend:
         self.status: RunStatus | None = None
         self.flushes = 0
         self.ended = threading.Event()
+        self.resumed = False
+        """Whether start attached to an existing run (``RunInfo.resume``), as ``tracelet replay`` asks."""
 
     @hookimpl
     def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
         time.sleep(self.settings.start_delay)
         self.run = run
+        run_id = f"recording-{run.id}"
+        # Its run ids derive from the Tracelet run id, so attaching is recognising our own id.
+        self.resumed = run_id in run.resume.values()
         self._called("tracelet_backend_start", 0)
-        return BackendRunRef(id=f"recording-{run.id}", url=None)
+        return BackendRunRef(id=run_id, url=None)
 
     @hookimpl
     def tracelet_backend_log_metrics(self, metrics: Sequence[Metric]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import attrs
+
 import tracelet
 from tracelet.records import Record
 
@@ -20,20 +22,32 @@ def rearm() -> None:
     _released.clear()
 
 
+@attrs.frozen
+class HangingSettings:
+    hang: bool = True
+    """False: the server is back (``tracelet replay`` in another process delivers to it)."""
+
+
 class HangingBackend:
-    def __init__(self, settings: None) -> None:
+    def __init__(self, settings: HangingSettings) -> None:
+        self.settings = settings
         self.entered = threading.Event()
         self.records: list[Record] = []
 
     @tracelet.hookimpl
     def tracelet_backend_log_metrics(self, metrics: Sequence[Record]) -> None:
         self.entered.set()
-        _released.wait()
+        if self.settings.hang:
+            _released.wait()
         self.records.extend(metrics)
 
 
 @tracelet.hookimpl
 def tracelet_plugin_info() -> tracelet.PluginInfo:
     return tracelet.PluginInfo(
-        name="fixture-hanging", kind=tracelet.PluginKind.BACKEND, factory=HangingBackend, enabled_by_default=False
+        name="fixture-hanging",
+        kind=tracelet.PluginKind.BACKEND,
+        factory=HangingBackend,
+        settings=HangingSettings,
+        enabled_by_default=False,
     )

@@ -1,0 +1,529 @@
+"""The durable spool: records a backend could not take yet, on local disk, in logging order.
+
+Layout, per run and backend (``<spool_dir>/<run id>/<backend>/``)::
+
+    meta.json             format, version, the run (RunInfo), the backend's run ref, final status
+    lock                  held (flock) by the process that writes the spool, and by ``tracelet replay``
+    acked.json            {segment id: byte offset delivered up to}, for partly delivered segments
+    00000001000000000000.seg ...   append-only segment files, read in ascending id order
+    rejected/             the same layout, for batches the backend refused with PermanentError
+
+A segment file is ``MAGIC`` followed by frames ``<u32 length><u32 crc32(payload)><payload>``
+(little endian). A torn write at a crash leaves a short or corrupt last frame: the
+reader stops there, so at most that record is lost and it is never misread. The
+payload is one record (see :func:`encode_record`); the format is documented in
+``docs/reliability.md`` and versioned by ``MAGIC``.
+
+Thread safety: a :class:`BackendSpool` is not thread-safe; its owner (the
+backend's worker) serialises every call with one lock shared by the router,
+the worker and ``stop()``. The training loop's thread never calls it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import attrs
+import cattrs
+
+from tracelet.info import BackendRunRef, RunInfo
+from tracelet.log import get_logger
+from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, Record, RunStatus, Tag, Text
+
+try:  # POSIX: a lock that the kernel releases when the process dies, even by SIGKILL
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process spool lock
+    fcntl = None  # type: ignore[assignment]
+
+_HAS_FLOCK: bool = fcntl is not None
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BackendSpool",
+    "SpoolPosition",
+    "decode_record",
+    "encode_record",
+    "encode_records",
+    "find_spools",
+    "read_meta",
+]
+
+_log = get_logger()
+
+FORMAT_VERSION = 1
+MAGIC = b"TLSPOOL" + bytes([FORMAT_VERSION])
+_FRAME = struct.Struct("<II")
+_METRIC = struct.Struct("<dqd")
+_MAX_FRAME = 1 << 30  # a length above this is corruption, not a record
+_FIRST_ID = 10**15  # prepended segments count down from here, appended ones up
+_SEGMENT_BYTES = 16 << 20  # the tail segment is closed and a new one started beyond this size
+_I64 = (-(2**63), 2**63 - 1)
+
+SpoolPosition = tuple[int, int]
+"""(segment id, byte offset): a point in the spool's order."""
+
+# --- record codec ------------------------------------------------------------------
+
+_TYPES: dict[str, type] = {
+    "param": Param,
+    "tag": Tag,
+    "artifact": Artifact,
+    "image": Image,
+    "text": Text,
+    "histogram": Histogram,
+    "figure": Figure,
+    "metric": Metric,
+}
+_TYPE_NAMES = {kind: name for name, kind in _TYPES.items()}
+
+
+def _converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(bytes, lambda value: base64.b64encode(value).decode("ascii"))
+    converter.register_structure_hook(bytes, lambda value, _: base64.b64decode(value))
+    converter.register_unstructure_hook(
+        Metric, lambda m: {"name": m.name, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+    )
+    converter.register_structure_hook(
+        Metric, lambda d, _: Metric(d["name"], float(d["value"]), int(d["step"]), float(d["timestamp"]))
+    )
+    # A param value is already one of str/int/float/bool/None: keep it as it is.
+    converter.register_structure_hook(Param, lambda d, _: Param(d["name"], d["value"]))
+    return converter
+
+
+_CONVERTER = _converter()
+converter = _CONVERTER
+"""The cattrs converter of the spool format (also used for ``meta.json``)."""
+
+
+def encode_record(record: Record) -> bytes:
+    """One record as a frame payload.
+
+    ``M`` + ``<dqd`` (value, step, timestamp) + UTF-8 name for a metric whose
+    step fits 64 bits (the hot case, a fixed layout); otherwise ``J`` + the
+    JSON of the cattrs-unstructured record with a ``"type"`` key.
+    """
+    if type(record) is Metric:
+        name, value, step, timestamp = record
+        if _I64[0] <= step <= _I64[1]:
+            return b"M" + _METRIC.pack(value, step, timestamp) + name.encode("utf-8", "surrogatepass")
+    document = _CONVERTER.unstructure(record)
+    document["type"] = _TYPE_NAMES[type(record)]
+    return b"J" + json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def decode_record(payload: bytes) -> Record:
+    """The inverse of :func:`encode_record`; raises ``ValueError`` for an unknown payload."""
+    kind = payload[:1]
+    if kind == b"M":
+        value, step, timestamp = _METRIC.unpack_from(payload, 1)
+        return Metric(payload[1 + _METRIC.size :].decode("utf-8", "surrogatepass"), value, step, timestamp)
+    if kind == b"J":
+        document = json.loads(payload[1:].decode("utf-8", "surrogatepass"))
+        record_type = _TYPES[document.pop("type")]
+        record: Record = _CONVERTER.structure(document, record_type)
+        return record
+    raise ValueError(f"unknown spool record kind {kind!r}")
+
+
+def encode_records(records: Iterable[Record]) -> tuple[bytes, list[int]]:
+    """Frames for ``records``, and the end offset of each frame relative to the start."""
+    parts: list[bytes] = []
+    ends: list[int] = []
+    size = 0
+    pack = _FRAME.pack
+    crc = zlib.crc32
+    for record in records:
+        payload = encode_record(record)
+        parts.append(pack(len(payload), crc(payload)))
+        parts.append(payload)
+        size += _FRAME.size + len(payload)
+        ends.append(size)
+    return b"".join(parts), ends
+
+
+def iter_frames(file: BinaryIO, offset: int, limit: int) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(payload, end offset)`` from ``offset`` up to ``limit``; stop at a torn or corrupt frame."""
+    file.seek(offset)
+    while offset + _FRAME.size <= limit:
+        header = file.read(_FRAME.size)
+        if len(header) < _FRAME.size:
+            return
+        length, checksum = _FRAME.unpack(header)
+        if length > _MAX_FRAME or offset + _FRAME.size + length > limit:
+            return
+        payload = file.read(length)
+        if len(payload) < length or zlib.crc32(payload) != checksum:
+            return
+        offset += _FRAME.size + length
+        yield payload, offset
+
+
+# --- metadata -------------------------------------------------------------------------
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``meta.json`` of a backend's spool directory."""
+    meta: dict[str, Any] = json.loads((directory / "meta.json").read_text("utf-8"))
+    if meta.get("format") != "tracelet-spool" or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{directory}: not a tracelet spool of format version {FORMAT_VERSION}")
+    return meta
+
+
+def find_spools(root: Path) -> list[Path]:
+    """Every backend spool directory under ``root`` (``<root>/<run>/<backend>``), oldest run first."""
+    if not root.is_dir():
+        return []
+    found = [meta.parent for meta in root.glob("*/*/meta.json")]
+    return sorted(found, key=lambda path: (path.stat().st_mtime, str(path)))
+
+
+def _write_json(path: Path, document: object) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=1, sort_keys=True), "utf-8")
+    os.replace(temporary, path)
+
+
+# --- the spool of one backend --------------------------------------------------------------
+
+
+@attrs.define
+class _Segment:
+    id: int
+    path: Path
+    size: int
+    """Bytes written (the final size once closed)."""
+    acked: int = len(MAGIC)
+    """Bytes delivered, from the start of the file."""
+
+
+class BackendSpool:
+    """Segments of one backend in one run: append at the tail, prepend at the head, read and ack in order.
+
+    Files are created on the first write. ``pending`` counts records written
+    and not yet acknowledged in this process.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        run: RunInfo,
+        backend: str,
+        *,
+        fsync_interval: float,
+        create_lock: bool = True,
+    ) -> None:
+        self.directory = directory
+        self._run = run
+        self._backend = backend
+        self._fsync_interval = fsync_interval
+        self._create_lock = create_lock
+        self._segments: list[_Segment] = []
+        self._writer: BinaryIO | None = None
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        self._lock_file: BinaryIO | None = None
+        self._opened = False
+        self._ref: BackendRunRef | None = None
+        self._status: RunStatus | None = None
+        self._acked_offsets: dict[int, int] = {}
+        self.pending = 0
+        self.written = 0
+        self.rejected: BackendSpool | None = None
+        if create_lock:
+            self.rejected = BackendSpool(directory / "rejected", run, backend, fsync_interval=fsync_interval, create_lock=False)
+
+    # --- opening ---------------------------------------------------------------
+
+    @classmethod
+    def open_existing(cls, directory: Path, run: RunInfo, backend: str) -> BackendSpool:
+        """A spool left on disk (for replay): its segments, with what was already acknowledged."""
+        spool = cls(directory, run, backend, fsync_interval=0.0, create_lock=False)
+        spool._opened = True
+        acked = _read_acked(directory)
+        for path in sorted(directory.glob("*.seg")):
+            segment_id = int(path.stem)
+            size = path.stat().st_size
+            spool._segments.append(_Segment(segment_id, path, size, max(len(MAGIC), acked.get(segment_id, len(MAGIC)))))
+        spool._acked_offsets = {s.id: s.acked for s in spool._segments if s.acked > len(MAGIC)}
+        return spool
+
+    @property
+    def exists(self) -> bool:
+        """Whether records were written (files exist on disk)."""
+        return self._opened and any(self.directory.glob("*.seg"))
+
+    def _ensure_directory(self) -> None:
+        if self._opened:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._opened = True
+        if self._create_lock:
+            self._lock_file = (self.directory / "lock").open("ab")
+            if _HAS_FLOCK:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._write_meta()
+
+    def acquire(self) -> bool:
+        """Take the cross-process lock of an existing spool (replay); ``False`` if another process holds it."""
+        self._lock_file = (self.directory / "lock").open("ab")
+        if not _HAS_FLOCK:
+            return True
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            self._lock_file = None
+            return False
+        return True
+
+    def set_ref(self, ref: BackendRunRef | None) -> None:
+        """Remember the backend's own run (replay resumes it); rewritten in ``meta.json`` if it exists."""
+        self._ref = ref
+        if self._lock_file is not None:
+            self._write_meta()
+
+    def set_status(self, status: RunStatus) -> None:
+        self._status = status
+        if self._lock_file is not None:
+            self._write_meta()
+
+    def _write_meta(self) -> None:
+        document = {
+            "format": "tracelet-spool",
+            "version": FORMAT_VERSION,
+            "backend": self._backend,
+            "run": _CONVERTER.unstructure(self._run),
+            "backend_run": None if self._ref is None else _CONVERTER.unstructure(self._ref),
+            "status": None if self._status is None else self._status.value,
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "updated": time.time(),
+        }
+        _write_json(self.directory / "meta.json", document)
+
+    # --- writing ------------------------------------------------------------------
+
+    def append(self, frames: bytes, count: int) -> None:
+        """Append encoded frames (from :func:`encode_records`) holding ``count`` records at the tail."""
+        if not count:
+            return
+        self._ensure_directory()
+        tail = self._segments[-1] if self._segments and self._writer is not None else None
+        if tail is None or tail.size >= _SEGMENT_BYTES:
+            tail = self._open_tail()
+        writer = self._writer
+        assert writer is not None
+        writer.write(frames)
+        tail.size += len(frames)
+        self.pending += count
+        self.written += count
+        self._unsynced = True
+
+    def prepend(self, records: Sequence[Record]) -> tuple[int, list[int]]:
+        """Write ``records`` as a new head segment, synced; return its id and each record's end offset."""
+        self._ensure_directory()
+        frames, ends = encode_records(records)
+        segment_id = (self._segments[0].id if self._segments else _FIRST_ID) - 1
+        path = self.directory / f"{segment_id:020d}.seg"
+        with path.open("wb") as file:
+            file.write(MAGIC + frames)
+            file.flush()
+            os.fsync(file.fileno())
+        self._segments.insert(0, _Segment(segment_id, path, len(MAGIC) + len(frames)))
+        self.pending += len(records)
+        self.written += len(records)
+        return segment_id, [len(MAGIC) + end for end in ends]
+
+    def reject(self, records: Sequence[Record]) -> None:
+        """Keep a batch the backend refused for good in ``rejected/``, synced (replay sends it again)."""
+        assert self.rejected is not None
+        self._ensure_directory()
+        frames, _ = encode_records(records)
+        self.rejected.append(frames, len(records))
+        self.rejected._sync_writer()
+
+    def _open_tail(self) -> _Segment:
+        self._close_writer()
+        segment_id = self._segments[-1].id + 1 if self._segments else _FIRST_ID
+        path = self.directory / f"{segment_id:020d}.seg"
+        self._writer = path.open("wb")
+        self._writer.write(MAGIC)
+        segment = _Segment(segment_id, path, len(MAGIC))
+        self._segments.append(segment)
+        return segment
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._sync_writer()
+            self._writer.close()
+            self._writer = None
+
+    def _sync_writer(self) -> None:
+        if self._writer is not None and self._unsynced:
+            self._writer.flush()
+            if self._fsync_interval >= 0:
+                os.fsync(self._writer.fileno())
+            self._unsynced = False
+        self._last_sync = time.monotonic()
+
+    def maybe_sync(self) -> None:
+        """Flush and fsync the tail if ``fsync_interval`` seconds passed since the last sync."""
+        if self._unsynced and time.monotonic() - self._last_sync >= self._fsync_interval:
+            self._sync_writer()
+
+    # --- reading and acknowledging ---------------------------------------------------
+
+    def position(self) -> SpoolPosition:
+        """The end of what is written now: a request made now is due once reading passed it."""
+        if not self._segments:
+            return (0, 0)
+        tail = self._segments[-1]
+        return (tail.id, tail.size)
+
+    def reached(self, position: SpoolPosition) -> bool:
+        """Whether everything written before ``position`` is acknowledged."""
+        if not self._segments:
+            return True
+        head = self._segments[0]
+        return (head.id, head.acked) >= position
+
+    def read(self, limit: int) -> tuple[list[Record], int, list[int]]:
+        """Up to ``limit`` records from the first unacknowledged one, all of one kind.
+
+        Returns the records, the id of their segment and each one's end offset
+        (for :meth:`ack`). A corrupt or torn frame ends its segment: what
+        follows it there is skipped and counted as lost.
+        """
+        while self._segments:
+            head = self._segments[0]
+            if head is self._segments[-1] and self._writer is not None:
+                self._writer.flush()  # make what the router buffered visible to this reader
+            records: list[Record] = []
+            ends: list[int] = []
+            route: type | None = None
+            with head.path.open("rb") as file:
+                for payload, end in iter_frames(file, head.acked, head.size):
+                    record = decode_record(payload)
+                    kind = _route_kind(record)
+                    if route is not None and kind is not route:
+                        break
+                    route = kind
+                    records.append(record)
+                    ends.append(end)
+                    if len(records) >= limit:
+                        break
+            if records:
+                return records, head.id, ends
+            if head.acked < head.size and not (head is self._segments[-1] and self._writer is not None):
+                _log.warning("spool segment has a torn or corrupt frame; the rest of it is skipped", path=str(head.path))
+                head.acked = head.size
+            if head is self._segments[-1] and self._writer is not None:
+                return [], head.id, []
+            self._drop_head()
+        return [], 0, []
+
+    def ack(self, segment_id: int, offset: int, count: int) -> None:
+        """Record that the ``count`` records of ``segment_id`` up to ``offset`` were delivered."""
+        for segment in self._segments:
+            if segment.id == segment_id:
+                segment.acked = max(segment.acked, offset)
+                break
+        else:
+            return
+        self.pending -= count
+        head = self._segments[0]
+        while head.acked >= head.size and not (head is self._segments[-1] and self._writer is not None):
+            self._drop_head()
+            if not self._segments:
+                break
+            head = self._segments[0]
+        self._acked_offsets = {s.id: s.acked for s in self._segments if s.acked > len(MAGIC)}
+        _write_json(self.directory / "acked.json", {str(k): v for k, v in self._acked_offsets.items()})
+
+    def undelivered_bytes(self) -> int:
+        """Bytes written and not acknowledged (replay's progress measure)."""
+        return sum(segment.size - segment.acked for segment in self._segments)
+
+    def drained(self) -> bool:
+        """Whether every record written was acknowledged."""
+        return all(segment.acked >= segment.size for segment in self._segments)
+
+    def reset_tail(self) -> None:
+        """Close and delete a fully acknowledged spool, so the next write starts afresh."""
+        if self.drained():
+            self._close_writer()
+            while self._segments:
+                self._drop_head()
+
+    def _drop_head(self) -> None:
+        segment = self._segments.pop(0)
+        if self._writer is not None and not self._segments:
+            self._writer.close()
+            self._writer = None
+        self._acked_offsets.pop(segment.id, None)
+        segment.path.unlink(missing_ok=True)
+
+    # --- closing -----------------------------------------------------------------------
+
+    def close(self, status: RunStatus | None) -> bool:
+        """Sync and close; delete the files if nothing is left. Returns ``True`` if records are left."""
+        if status is not None:
+            self._status = status
+        if self.rejected is not None:
+            self.rejected.close(None)
+        if not self._opened:
+            return False
+        self._close_writer()
+        left = not self.drained() or (self.rejected is not None and self.rejected.exists)
+        if left:
+            if self._lock_file is not None:
+                self._write_meta()
+        else:
+            for segment in self._segments:
+                segment.path.unlink(missing_ok=True)
+            self._segments.clear()
+            for name in ("meta.json", "meta.tmp", "acked.json", "acked.tmp", "lock"):
+                (self.directory / name).unlink(missing_ok=True)
+        self.release()
+        if not left:
+            _remove_empty(self.directory)
+        return left
+
+    def release(self) -> None:
+        """Give up the cross-process lock without touching the spool's files."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _route_kind(record: Record) -> type:
+    kind = type(record)
+    return Image if kind in (Text, Histogram, Figure) else kind
+
+
+def _read_acked(directory: Path) -> dict[int, int]:
+    try:
+        document = json.loads((directory / "acked.json").read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {int(key): int(value) for key, value in document.items()}
+
+
+def _remove_empty(directory: Path) -> None:
+    """Remove ``directory`` and its run directory if they are empty."""
+    for path in (directory, directory.parent):
+        with contextlib.suppress(OSError):
+            path.rmdir()
