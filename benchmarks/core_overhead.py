@@ -10,7 +10,8 @@ performance section quotes it.
    which is what the training loop pays; wall time is shown too, and it also
    contains the GIL time the router and worker threads take meanwhile.
 2. ``tracelet.start()`` return time with four backends whose start takes 1 s.
-3. ``python -c "import tracelet"`` vs importing its four dependencies.
+3. ``python -c "import tracelet"`` vs importing its four dependencies (medians of 31
+   fresh interpreters each, interleaved).
 """
 
 from __future__ import annotations
@@ -112,19 +113,19 @@ def bench_start() -> list[tuple[str, str, str]]:
     ]
 
 
-def _import_time(statement: str, repeats: int = 15) -> float:
-    timings = []
+def _import_times(statements: list[str], repeats: int = 31) -> list[float]:
+    """Median wall time of ``python -c statement`` for each statement, interleaved so both see the same load."""
+    timings: list[list[float]] = [[] for _ in statements]
     for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", statement], check=True)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+        for statement, measured in zip(statements, timings, strict=True):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", statement], check=True)
+            measured.append(time.perf_counter() - started)
+    return [statistics.median(measured) for measured in timings]
 
 
 def bench_import() -> list[tuple[str, str, str]]:
-    dependencies = _import_time("import pluggy, attrs, cattrs, structlog")
-    tracelet_import = _import_time("import tracelet")
-    bare = _import_time("pass")
+    bare, dependencies, tracelet_import = _import_times(["pass", "import pluggy, attrs, cattrs, structlog", "import tracelet"])
     return [
         ("python -c pass", f"{bare * 1e3:.0f} ms", ""),
         ("python -c 'import pluggy, attrs, cattrs, structlog' (baseline)", f"{dependencies * 1e3:.0f} ms", ""),
