@@ -165,3 +165,28 @@ def test_replay_delivers_the_spool_to_the_same_mlflow_run(
     assert again.returncode == 0, again.stderr
     assert "nothing to replay" in again.stderr
     assert len(client.get_metric_history(run_id, "loss")) == 300
+
+
+@pytest.mark.parametrize(("rank", "log_all_ranks"), [("0", False), ("2", True)])
+def test_rank_tags_on_the_mlflow_run(
+    rank: str, log_all_ranks: bool, sqlite_uri: str, tracelet_start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process of a distributed job as torchrun starts it: RANK in the environment before start().
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    experiment = f"ranks-{rank}"
+    run = tracelet_start(
+        project=experiment,
+        name="train",
+        backends=["mlflow"],
+        config={"mlflow": {"tracking_uri": sqlite_uri}, "log_all_ranks": log_all_ranks},
+    )
+    run.log_metric("loss", 0.5, step=1)
+    assert run.stop(timeout=60)
+
+    client = MlflowClient(sqlite_uri)
+    (stored,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert stored.info.run_name == ("train" if rank == "0" else f"train-rank{rank}")
+    assert stored.data.tags["tracelet.rank"] == rank
+    assert stored.data.tags["tracelet.node"] == socket.gethostname()
+    assert stored.data.metrics == {"loss": 0.5}
