@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,3 +43,34 @@ def test_every_csv_row_reaches_mlflow(tracelet_start: Callable[..., Run], tmp_pa
     assert stored.data.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
     artifacts = [a.path for a in client.list_artifacts(stored.info.run_id, "checkpoints")]
     assert artifacts == [f"checkpoints/{Path(checkpoint.best_model_path).name}"]
+
+
+def test_ddp_gives_one_mlflow_run_with_every_row_once(tmp_path: Path) -> None:
+    # Two real processes (DDP, gloo, CPU): Lightning re-launches the script for rank 1, which
+    # core's rank policy makes inert. Ground truth: rank 0's CSVLogger.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELET_")} | {"TRACELET_STRICT": "1"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = Path(__file__).parent / "ddp_script.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), uri], capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1))
+    assert rank1 == {"run_id": "", "plugins": [], "metrics": [], "params": {}}  # inert: no plugin, no backend run
+    assert {"recording", "mlflow", "lightning"} <= set(rank0["plugins"])
+
+    truth = csv_series(tmp_path / "csv" / "truth" / "version_0" / "metrics.csv")
+    recorded: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in rank0["metrics"]:
+        recorded.setdefault(name, []).append((step, value))
+    assert recorded == truth  # every row once, in Lightning's order
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (stored,) = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])  # exactly one run
+    assert stored.info.status == "FINISHED"
+    assert stored.data.tags["tracelet.run_id"] == rank0["run_id"]
+    assert set(stored.data.metrics) == set(truth)
+    for name, points in truth.items():
+        history = client.get_metric_history(stored.info.run_id, name)
+        assert sorted((m.step, m.value) for m in history) == sorted(points), name  # no point twice, none missing
+    assert stored.data.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracelet import names
+from tracelet.errors import PermanentError
 from tracelet.hookspecs import hookimpl
 from tracelet.info import BackendRunRef, RunInfo
 from tracelet.log import get_logger
@@ -166,8 +167,15 @@ class MlflowBackend:
         return str(experiment.experiment_id)
 
     def _resume(self, run_id: str) -> MlflowRun:
+        from mlflow.exceptions import MlflowException
+
         client = self._require_client()
-        mlflow_run = client.get_run(run_id)
+        try:
+            mlflow_run = client.get_run(run_id)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":  # no retry: the run will not appear
+                raise PermanentError(f"no MLflow run {run_id!r} to resume: {error.message}") from error
+            raise
         if mlflow_run.info.status != "RUNNING":
             client.update_run(run_id, status="RUNNING")
         self._params.update(mlflow_run.data.params)
@@ -289,8 +297,8 @@ class MlflowBackend:
                 self._upload_file(Path(artifact.path), destination)
             else:
                 missing.append(artifact.path)
-        if missing:
-            raise FileNotFoundError(f"artifacts not found, not uploaded: {', '.join(missing)}")
+        if missing:  # retrying cannot make a file appear: no retry, the batch goes to the spool's rejected part
+            raise PermanentError(f"artifacts not found, not uploaded: {', '.join(missing)}")
 
     @hookimpl
     def tracelet_backend_log_media(self, media: Sequence[Media]) -> None:
