@@ -289,3 +289,29 @@ def test_a_rank_that_does_not_log_costs_next_to_nothing(monkeypatch: pytest.Monk
     finally:
         assert run.stop() is True
     assert logging.getLogger("tracelet") is not None
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, None),
+        ({"RANK": "3", "NODE_RANK": "1"}, 3),
+        ({"LOCAL_RANK": "1"}, 1),
+        ({"SLURM_PROCID": "5"}, 5),
+        ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, 0),
+        # Lightning's launcher on the second node: only NODE_RANK in its main process
+        ({"NODE_RANK": "1"}, 1),
+        ({"NODE_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 3),
+        ({"GROUP_RANK": "2", "LOCAL_WORLD_SIZE": "4"}, 8),
+    ],
+)
+def test_global_rank_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: int | None
+) -> None:
+    from tracelet.ranks import global_rank
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert global_rank() == expected
