@@ -184,7 +184,11 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         for name in by_kind[PluginKind.BACKEND]
     ]
     dispatcher = Dispatcher(
-        workers, intake_size=core.queue_size, linger=core.batch_linger, redactor=Redactor(core.redact_patterns)
+        workers,
+        intake_size=core.queue_size,
+        linger=core.batch_linger,
+        redactor=Redactor(core.redact_patterns),
+        full_wait=core.intake_full_wait,
     )
     collectors = [
         CollectorThread(name, instances[name][2], run_info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]

@@ -659,6 +659,7 @@ class Dispatcher:
         intake_size: int,
         linger: float,
         redactor: Redactor | None = None,
+        full_wait: float = 0.0,
     ) -> None:
         self.workers = tuple(workers)
         self._redactor = redactor
@@ -669,6 +670,9 @@ class Dispatcher:
         self.intake: deque[object] = deque(maxlen=intake_size)
         self.intake_dropped = 0
         """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
+        self._full_wait = full_wait
+        self._room = threading.Event()  # set by the router after each drain
+        self._stalled = False  # a wait for room timed out: drop instead of waiting until the router drains again
         self._linger = linger
         self._wake_event = threading.Event()
         self._urgent = threading.Event()  # flush() or stop() is waiting, or the intake fills: stop lingering
@@ -692,12 +696,33 @@ class Dispatcher:
         intake = self.intake
         size = len(intake)
         if size == intake.maxlen:
-            self.intake_dropped += 1
+            size = self.make_room()
         intake.append(item)
         if size == 0:
             self.wake()
         elif size == self.hurry_at:
             self.hurry()
+
+    def make_room(self) -> int:
+        """The intake is full: wait up to ``full_wait`` seconds for the router to drain it; return its length.
+
+        Called on the logging thread, only when a loop logs faster than the
+        router can route (over a million records a second, or a spool on a
+        disk slower than that). Waiting there for a few milliseconds is what
+        keeps every record; if the router has not drained within
+        ``full_wait`` (it is stuck), the oldest record is dropped and counted,
+        and later calls drop without waiting until the router drains again.
+        """
+        if self._full_wait and not self._stalled and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._room.clear()
+            self._urgent.set()
+            self._wake_event.set()
+            if not self._room.wait(self._full_wait):
+                self._stalled = True
+        size = len(self.intake)
+        if size == self.intake.maxlen:
+            self.intake_dropped += 1
+        return size
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything submitted before the call was delivered; ``False`` on timeout or loss."""
@@ -735,6 +760,9 @@ class Dispatcher:
                 self._urgent.wait(self._linger)
             self._urgent.clear()
             entries, records = self._drain()
+            if entries:
+                self._stalled = False
+                self._room.set()  # a logging thread may be waiting for room in the intake
             lost = self.intake_dropped - self._routed_drops
             if lost:
                 self._routed_drops += lost

@@ -166,7 +166,7 @@ class Run:
         intake = self._intake
         size = len(intake)
         if size == self._intake_size:
-            self._dispatcher.intake_dropped += 1
+            size = self._dispatcher.make_room()  # the loop outruns the router: wait a moment, else drop
         intake.append((name, value, step, _now() if timestamp is None else self._timestamp(timestamp, name)))
         if size == 0:
             self._wake()
