@@ -189,3 +189,19 @@ def test_acknowledged_segments_are_deleted_and_a_partial_ack_survives_reopening(
     assert [m.step for m in records] == [4, 5]  # type: ignore[union-attr]
     reopened.ack(segment_id, ends[-1], 2)
     assert not list((tmp_path / "spool").glob("*.seg"))
+
+
+def test_a_loop_that_outruns_the_router_waits_for_room_instead_of_losing_records(
+    tracelet_start: Callable[..., Run],
+) -> None:
+    # A 1000-record intake fills within a millisecond of a flat-out loop while the router encodes
+    # everything for the spool of a hung backend: the loop waits for room (intake_full_wait) and
+    # nothing is dropped.
+    run = tracelet_start(backends=["fixture-hanging"], queue_size=1000)
+    for step in range(100_000):
+        run.log_metric("m", float(step), step=step)
+    deadline = time.monotonic() + 20
+    while run.stats()["fixture-hanging"].spooled < 100_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = run.stats()["fixture-hanging"]
+    assert (stats.dropped, stats.spooled + stats.queued) == (0, 100_000)

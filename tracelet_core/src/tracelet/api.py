@@ -108,6 +108,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     from tracelet.patching import FrameworkPatcher
     from tracelet.plugins import discover, hooks_of
     from tracelet.ranks import global_rank, local_rank
+    from tracelet.redact import Redactor
     from tracelet.replay import pending_spools
     from tracelet.run import Run
     from tracelet.spool import BackendSpool
@@ -182,7 +183,13 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
-    dispatcher = Dispatcher(workers, intake_size=core.queue_size, linger=core.batch_linger)
+    dispatcher = Dispatcher(
+        workers,
+        intake_size=core.queue_size,
+        linger=core.batch_linger,
+        redactor=Redactor(core.redact_patterns),
+        full_wait=core.intake_full_wait,
+    )
     collectors = [
         CollectorThread(name, instances[name][2], run_info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]
     ]

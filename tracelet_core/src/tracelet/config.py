@@ -36,6 +36,7 @@ import cattrs
 from tracelet.errors import ConfigError
 from tracelet.info import PluginInfo
 from tracelet.log import get_logger
+from tracelet.redact import DEFAULT_PATTERNS
 
 __all__ = ["CoreSettings", "ResolvedConfig", "Source", "resolve_config"]
 
@@ -86,6 +87,11 @@ class CoreSettings:
     """Seconds a record may wait in memory for a stuck backend before it is written to the spool."""
     spool_fsync_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     """Seconds between flushes + fsyncs of the spool's open segment (0: after every write)."""
+    intake_full_wait: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    """Seconds a log call waits for the router when the intake (``queue_size`` records) is full before the
+    oldest record is dropped; 0: drop at once. Only a loop logging faster than records can be routed waits."""
+    redact_patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    """Secret words: a param, tag or text whose name contains one as a word is masked (empty: key masking off)."""
 
 
 @attrs.frozen

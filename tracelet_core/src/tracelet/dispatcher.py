@@ -42,7 +42,9 @@ from tracelet.errors import PermanentError
 from tracelet.info import BackendRunRef, RunInfo
 from tracelet.log import get_logger
 from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
+from tracelet.redact import Redactor
 from tracelet.spool import BackendSpool, SpoolPosition, encode_records
+from tracelet.values import Tally, name_label, to_name
 
 __all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record", "route_of"]
 
@@ -651,11 +653,26 @@ class BackendWorker:
 class Dispatcher:
     """Owns the intake, the router thread and the backend workers of one run."""
 
-    def __init__(self, workers: Iterable[BackendWorker], intake_size: int, linger: float) -> None:
+    def __init__(
+        self,
+        workers: Iterable[BackendWorker],
+        intake_size: int,
+        linger: float,
+        redactor: Redactor | None = None,
+        full_wait: float = 0.0,
+    ) -> None:
         self.workers = tuple(workers)
+        self._redactor = redactor
+        self.tally = Tally()
+        """Values refused or changed, on the caller's threads and on the router (shared with the Run)."""
+        self.redacted = 0
+        """Records whose secrets the router masked."""
         self.intake: deque[object] = deque(maxlen=intake_size)
         self.intake_dropped = 0
         """Incremented by the caller's thread when the intake is full (the oldest item is lost)."""
+        self._full_wait = full_wait
+        self._room = threading.Event()  # set by the router after each drain
+        self._stalled = False  # a wait for room timed out: drop instead of waiting until the router drains again
         self._linger = linger
         self._wake_event = threading.Event()
         self._urgent = threading.Event()  # flush() or stop() is waiting, or the intake fills: stop lingering
@@ -679,12 +696,33 @@ class Dispatcher:
         intake = self.intake
         size = len(intake)
         if size == intake.maxlen:
-            self.intake_dropped += 1
+            size = self.make_room()
         intake.append(item)
         if size == 0:
             self.wake()
         elif size == self.hurry_at:
             self.hurry()
+
+    def make_room(self) -> int:
+        """The intake is full: wait up to ``full_wait`` seconds for the router to drain it; return its length.
+
+        Called on the logging thread, only when a loop logs faster than the
+        router can route (over a million records a second, or a spool on a
+        disk slower than that). Waiting there for a few milliseconds is what
+        keeps every record; if the router has not drained within
+        ``full_wait`` (it is stuck), the oldest record is dropped and counted,
+        and later calls drop without waiting until the router drains again.
+        """
+        if self._full_wait and not self._stalled and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._room.clear()
+            self._urgent.set()
+            self._wake_event.set()
+            if not self._room.wait(self._full_wait):
+                self._stalled = True
+        size = len(self.intake)
+        if size == self.intake.maxlen:
+            self.intake_dropped += 1
+        return size
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything submitted before the call was delivered; ``False`` on timeout or loss."""
@@ -722,6 +760,9 @@ class Dispatcher:
                 self._urgent.wait(self._linger)
             self._urgent.clear()
             entries, records = self._drain()
+            if entries:
+                self._stalled = False
+                self._room.set()  # a logging thread may be waiting for room in the intake
             lost = self.intake_dropped - self._routed_drops
             if lost:
                 self._routed_drops += lost
@@ -761,6 +802,11 @@ class Dispatcher:
             except IndexError:
                 break
             if type(item) is tuple:  # the hot path's metric
+                name = item[0]
+                if type(name) is not str or not name:  # checked here, not on the caller's thread
+                    item = self._renamed(item, name)
+                    if item is None:
+                        continue
                 item, item_route = new_metric(Metric, item), _METRIC_ROUTE
             else:
                 item_route = _ROUTES.get(type(item))
@@ -768,9 +814,44 @@ class Dispatcher:
                     entries.append(item)
                     route = None
                     continue
+                item = self._sanitised(item)
+                if item is None:
+                    continue
             if item_route is not route or len(segment) >= _SEGMENT_SIZE:
                 segment, route = [], item_route
                 entries.append(_Segment(item_route, segment, now))
             segment.append(item)
             records += 1
         return entries, records
+
+    def _renamed(self, item: Any, name: object) -> Any:
+        """``item`` (a record or a metric tuple) with a non-str name as str; ``None`` when refused."""
+        kind = "metric" if type(item) is tuple or type(item) is Metric else type(item).__name__.lower()
+        checked = to_name(name)
+        if checked is None:
+            self.tally.reject(kind, name_label(name), "a name must be a non-empty string")
+            return None
+        self.tally.normalise(kind, checked, f"a {type(name).__name__} name; str() of it used")
+        if type(item) is tuple:
+            return (checked, *item[1:])
+        if type(item) is Metric:
+            return item._replace(name=checked)
+        return attrs.evolve(item, name=checked)
+
+    def _sanitised(self, record: Any) -> Any:
+        """A record from ``log_record``, a collector or the logging API: name checked, secrets masked.
+
+        Runs on the router thread, the one point every record passes before
+        any backend queue, the spool or a plugin sees it.
+        """
+        name = record.name
+        if type(name) is not str or not name:
+            record = self._renamed(record, name)
+            if record is None:
+                return None
+        if self._redactor is not None:
+            masked = self._redactor.record(record)
+            if masked is not record:
+                self.redacted += 1
+                return masked
+        return record

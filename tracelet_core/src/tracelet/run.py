@@ -23,7 +23,15 @@ from tracelet.info import RunInfo
 from tracelet.log import get_logger
 from tracelet.media import figure_to_png, image_pixels, make_histogram
 from tracelet.records import Artifact, Figure, Image, Param, Record, RunStatus, Tag, Text, is_record
-from tracelet.values import flatten_params, to_metric_value, to_param_value
+from tracelet.values import (
+    MILLISECONDS_FROM,
+    flatten_params,
+    name_label,
+    to_metric_value,
+    to_name,
+    to_param_value,
+    to_timestamp,
+)
 
 if TYPE_CHECKING:
     from tracelet.collectors import CollectorThread
@@ -42,7 +50,11 @@ class RunStats:
 
     backends: Mapping[str, BackendStats]
     rejected: Mapping[str, int]
-    """Values refused on the caller's thread, by ``"kind:name"`` (``"metric:loss"``)."""
+    """Values refused and dropped, by ``"kind:name"`` (``"metric:loss"``); see docs/reliability.md, hostile input."""
+    normalised: Mapping[str, int] = attrs.field(factory=dict)
+    """Values kept in a changed form (a non-str name, a float step, a timestamp in ms), by ``"kind:name"``."""
+    redacted: int = 0
+    """Param, tag and text records whose value had a secret masked."""
 
     def __getitem__(self, backend: str) -> BackendStats:
         return self.backends[backend]
@@ -84,7 +96,11 @@ class Run:
         self._stop_lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt stop() itself
         self._inert = False
         self._stop_result = False
-        self._rejected: dict[str, int] = {}
+        self._tally = dispatcher.tally
+        if strict:
+            # Strict mode checks metric names on the caller's thread, to raise there. Otherwise the
+            # router checks them, which keeps the hot path free of the test.
+            self.log_metric = self._log_metric_checked  # type: ignore[method-assign]
 
     # --- identity -------------------------------------------------------------------
 
@@ -150,12 +166,18 @@ class Run:
         intake = self._intake
         size = len(intake)
         if size == self._intake_size:
-            self._dispatcher.intake_dropped += 1
-        intake.append((name, value, step, _now() if timestamp is None else timestamp))
+            size = self._dispatcher.make_room()  # the loop outruns the router: wait a moment, else drop
+        intake.append((name, value, step, _now() if timestamp is None else self._timestamp(timestamp, name)))
         if size == 0:
             self._wake()
         elif size == self._hurry_at:
             self._hurry()
+
+    def _log_metric_checked(self, name: str, value: Any, step: int | None = None, timestamp: float | None = None) -> None:
+        """:meth:`log_metric` with the name checked first (strict mode)."""
+        checked = self._name("metric", name)
+        if checked is not None:
+            Run.log_metric(self, checked, value, step, timestamp)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log several scalars at one step."""
@@ -164,13 +186,29 @@ class Run:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log parameters; nested mappings are flattened as ``"a.b.c"``."""
-        for name, value in flatten_params(params):
-            self.log_record(Param(str(name), to_param_value(value)))
+        for key, value in flatten_params(params):
+            name = self._name("param", key)
+            if name is None:
+                continue
+            try:
+                converted = to_param_value(value)
+            except Exception as error:  # noqa: BLE001 - a value whose str() raises is refused, not raised
+                self._reject("param", name, f"cannot turn a {type(value).__name__} into text: {error}", error)
+                continue
+            self.log_record(Param(name, converted))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set string tags on the run."""
-        for name, value in tags.items():
-            self.log_record(Tag(str(name), str(value)))
+        for key, value in tags.items():
+            name = self._name("tag", key)
+            if name is None:
+                continue
+            try:
+                text = value if type(value) is str else str(value)
+            except Exception as error:  # noqa: BLE001 - a value whose str() raises is refused, not raised
+                self._reject("tag", name, f"cannot turn a {type(value).__name__} into text: {error}", error)
+                continue
+            self.log_record(Tag(name, text))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> None:
         """Upload a file or directory, under ``name`` (default: its base name).
@@ -184,28 +222,31 @@ class Run:
     def log_image(self, name: str, image: Any, step: int | None = None) -> None:
         """Log an image: a numpy array or torch tensor (HW, HWC or CHW) or a PIL image."""
         resolved = self._step_for(step, name)
-        if resolved is None:
+        checked = self._name("image", name)
+        if resolved is None or checked is None:
             return
         try:
             pixels, width, height, channels = image_pixels(image)
         except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("image", name, str(error), error)
             return
-        self.log_record(Image(name, pixels, width, height, channels, resolved, _now()))
+        self.log_record(Image(checked, pixels, width, height, channels, resolved, _now()))
 
     def log_text(self, name: str, text: str, step: int | None = None) -> None:
         """Log a text snippet."""
         resolved = self._step_for(step, name)
-        if resolved is not None:
-            self.log_record(Text(name, str(text), resolved, _now()))
+        checked = self._name("text", name)
+        if resolved is not None and checked is not None:
+            self.log_record(Text(checked, str(text), resolved, _now()))
 
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Log the distribution of ``values`` (a sequence, numpy array or tensor) in ``bins`` bins."""
         resolved = self._step_for(step, name)
-        if resolved is None:
+        checked = self._name("histogram", name)
+        if resolved is None or checked is None:
             return
         try:
-            histogram = make_histogram(name, values, bins, resolved, _now())
+            histogram = make_histogram(checked, values, bins, resolved, _now())
         except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("histogram", name, str(error), error)
             return
@@ -214,14 +255,15 @@ class Run:
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Log a matplotlib figure, rendered to PNG now (figures are not thread-safe)."""
         resolved = self._step_for(step, name)
-        if resolved is None:
+        checked = self._name("figure", name)
+        if resolved is None or checked is None:
             return
         try:
             png = figure_to_png(figure)
         except Exception as error:  # noqa: BLE001 - bad input of any kind is rejected, not raised
             self._reject("figure", name, str(error), error)
             return
-        self.log_record(Figure(name, png, resolved, _now()))
+        self.log_record(Figure(checked, png, resolved, _now()))
 
     def log_record(self, record: Record) -> None:
         """Queue a ready-made record (for plugins: collectors, framework capture)."""
@@ -273,7 +315,12 @@ class Run:
 
     def stats(self) -> RunStats:
         """Delivery figures per backend, and values refused on the caller's thread."""
-        return RunStats({worker.name: worker.stats() for worker in self._dispatcher.workers}, dict(self._rejected))
+        return RunStats(
+            {worker.name: worker.stats() for worker in self._dispatcher.workers},
+            self._tally.counts("rejected"),
+            self._tally.counts("normalised"),
+            self._dispatcher.redacted,
+        )
 
     def __enter__(self) -> Run:
         return self
@@ -303,20 +350,40 @@ class Run:
         except TypeError:
             if isinstance(step, float) and step.is_integer():
                 resolved = int(step)
+                self._tally.normalise("step", name, f"step {step!r} is a float; {resolved} used")
             else:
                 self._reject("step", name, f"step {step!r} is not an integer")
                 return None
         self._step = resolved
         return resolved
 
+    def _name(self, kind: str, name: object) -> str | None:
+        """``name`` as a record name (see :func:`~tracelet.values.to_name`); ``None`` once refused."""
+        if type(name) is str and name:
+            return name
+        checked = to_name(name)
+        if checked is None:
+            self._reject(kind, name_label(name), "a name must be a non-empty string")
+        else:
+            self._tally.normalise(kind, checked, f"a {type(name).__name__} name; str() of it used")
+        return checked
+
+    def _timestamp(self, timestamp: object, name: str) -> float:
+        """An explicit timestamp in seconds: ms/µs/ns converted, an unusable one replaced by now."""
+        if type(timestamp) is float and 0.0 <= timestamp <= MILLISECONDS_FROM:
+            return timestamp
+        seconds = to_timestamp(timestamp)
+        if seconds is None:
+            self._tally.normalise("timestamp", name, f"timestamp {timestamp!r} is not seconds since the epoch; now used")
+            return _now()
+        if seconds != timestamp:
+            self._tally.normalise("timestamp", name, f"timestamp {timestamp!r} taken as ms/µs/ns since the epoch")
+        return seconds
+
     def _reject(self, kind: str, name: str, reason: str, error: BaseException | None = None) -> None:
-        key = f"{kind}:{name}"
-        count = self._rejected.get(key, 0)
-        self._rejected[key] = count + 1
+        self._tally.reject(kind, name, reason)
         if self._strict:
             raise TypeError(f"tracelet: {kind} {name!r} rejected: {reason}") from error
-        if count == 0:
-            _log.warning("value rejected and dropped (warned once per name)", kind=kind, name=name, reason=reason)
 
     def _make_inert(self) -> None:
         """Turn this run into one whose calls do nothing: in a forked child, or on a rank that does not log.

@@ -7,13 +7,69 @@ module, so these libraries cost nothing unless the user already uses them.
 from __future__ import annotations
 
 import json
+import math
 import numbers
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tracelet.log import get_logger
 from tracelet.records import ParamValue
 
-__all__ = ["flatten_params", "to_metric_value", "to_param_value"]
+__all__ = ["Tally", "flatten_params", "name_label", "to_metric_value", "to_name", "to_param_value", "to_timestamp"]
+
+_log = get_logger()
+
+MILLISECONDS_FROM = 1e11
+"""A timestamp above this (the year 5138 in seconds, 1973 in milliseconds) is taken as ms, µs or ns."""
+
+
+def to_name(name: object) -> str | None:
+    """Return ``name`` as a record name, or ``None`` when it cannot be one.
+
+    A str is kept as it is, whatever its characters or length (spaces, ``/``,
+    ``..``, unicode: each backend plugin applies its own rules). Anything
+    else becomes ``str(name)``. ``None``, an empty name (after that
+    conversion) and an object whose ``str()`` raises are refused.
+    """
+    if name is None:
+        return None
+    if type(name) is not str:
+        try:
+            name = str(name)
+        except Exception:  # noqa: BLE001 - a hostile __str__ is a refused name, not a crash
+            return None
+    return name or None
+
+
+def name_label(name: object) -> str:
+    """How a refused name appears in ``stats().rejected`` keys and warnings: itself, or its repr."""
+    if isinstance(name, str):
+        return name
+    try:
+        return repr(name)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        return f"<{type(name).__name__}>"
+
+
+def to_timestamp(value: object) -> float | None:
+    """Return ``value`` as seconds since the epoch, or ``None`` when it is not a usable timestamp.
+
+    Numbers above :data:`MILLISECONDS_FROM` are divided by 1000 until they are
+    not (milliseconds, microseconds, nanoseconds since the epoch). NaN,
+    infinities, negative numbers and non-numbers are refused.
+    """
+    if type(value) is not float:
+        if type(value) is bool:
+            return None
+        value = to_metric_value(value)
+        if value is None:
+            return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    while value > MILLISECONDS_FROM:
+        value /= 1000.0
+    return value
 
 
 def to_metric_value(value: Any) -> float | None:
@@ -72,17 +128,62 @@ def to_param_value(value: Any) -> ParamValue:
     module = type(value).__module__
     if (module == "torch" or module.startswith("numpy")) and (number := to_metric_value(value)) is not None:
         return number
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return json.dumps([to_param_value(item) for item in items], default=str)
+    if isinstance(value, list | tuple | set | frozenset | Mapping):
+        return json.dumps(_jsonable(value), default=str, ensure_ascii=False)
     return str(value)
 
 
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data: containers kept as containers, other values as param values."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        return [_jsonable(item) for item in sorted(value, key=repr)]
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return to_param_value(value)
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield ``(name, value)`` with nested mappings flattened as ``"a.b.c"``."""
+    """Yield ``(name, value)`` with nested mappings flattened as ``"a.b.c"`` (an empty one as ``"{}"``)."""
     for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        name = f"{prefix}{key}" if prefix else key  # a bad top-level key reaches the name check as it is
+        if isinstance(value, Mapping) and value:
             yield from flatten_params(value, f"{name}.")
         else:
             yield name, value
+
+
+class Tally:
+    """Values refused or changed, counted by ``"kind:name"`` and warned about once per key.
+
+    Shared by the caller's threads and the router (one per run). Only the
+    slow paths (a refused or changed value) touch it, so its lock never
+    slows the hot path down.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = {"rejected": {}, "normalised": {}}
+
+    def reject(self, kind: str, name: str, reason: str) -> None:
+        """Count a value that was dropped."""
+        self._count("rejected", kind, name, reason, "value rejected and dropped (warned once per name)")
+
+    def normalise(self, kind: str, name: str, reason: str) -> None:
+        """Count a value that was kept in a changed form."""
+        self._count("normalised", kind, name, reason, "value normalised (warned once per name)")
+
+    def counts(self, what: str) -> dict[str, int]:
+        """A copy of the ``"rejected"`` or ``"normalised"`` counts."""
+        with self._lock:
+            return dict(self._counts[what])
+
+    def _count(self, what: str, kind: str, name: str, reason: str, message: str) -> None:
+        key = f"{kind}:{name}"
+        with self._lock:
+            counts = self._counts[what]
+            count = counts.get(key, 0)
+            counts[key] = count + 1
+        if count == 0:
+            _log.warning(message, kind=kind, name=name, reason=reason)
