@@ -119,17 +119,6 @@ def test_a_refused_value_raises_in_strict_mode(tracelet_run: Run, case: str, val
         tracelet_run.log_metric("m", value)
 
 
-def test_a_tensor_that_requires_grad_is_detached_and_logged() -> None:
-    """The torch row: covered with real torch in tests/pytorch; here only when torch is installed."""
-    torch = pytest.importorskip("torch")
-    from tracelet.values import to_metric_value
-
-    weight = torch.tensor([3.0], requires_grad=True)
-    loss = (weight * 2).sum()
-    assert to_metric_value(loss) == 6.0
-    assert to_metric_value(torch.ones(3, requires_grad=True)) is None  # several elements: refused
-
-
 # --- names -------------------------------------------------------------------------------------------
 
 KEPT_NAMES = [
