@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from tracelet._version import __version__
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.info import PluginInfo, PluginKind, RunInfo
@@ -87,14 +89,9 @@ def start(
         run = _build_run(arguments)
         _active = run
         _register_exit_handler()
-        if run.info.id and not run._inert and _settings_of(run).handle_signals:
-            _install_signal_handlers(_settings_of(run).sigterm_grace)
+        if run.info.id and not run._inert and run.settings.handle_signals:
+            _install_signal_handlers(run.settings.sigterm_grace)
         return run
-
-
-def _settings_of(run: Run) -> CoreSettings:
-    settings: CoreSettings = run._core_settings  # type: ignore[attr-defined]
-    return settings
 
 
 def _build_run(arguments: Mapping[str, Any]) -> Run:
@@ -198,11 +195,9 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
         dispatcher,
         collectors,
         {name: instance for name, (_, instance, _) in instances.items()},
-        strict=core.strict,
-        stop_timeout=core.stop_timeout,
+        settings=core,
         on_stop=_deactivate,
     )
-    run._core_settings = core  # type: ignore[attr-defined]
     if rank is not None:  # log_all_ranks: every rank's run says which process it is
         dispatcher.submit(Tag("tracelet.rank", str(rank)))
         dispatcher.submit(Tag("tracelet.node", socket.gethostname()))
@@ -236,8 +231,8 @@ def _inert_run(core: CoreSettings, rank: int) -> Run:
         backends=(),
         plugins=(),
     )
-    run = Run(info, Dispatcher([], intake_size=1, linger=0.0), [], {}, strict=core.strict, stop_timeout=0.0, on_stop=_deactivate)
-    run._core_settings = core  # type: ignore[attr-defined]
+    inert_settings = attrs.evolve(core, stop_timeout=0.0)
+    run = Run(info, Dispatcher([], intake_size=1, linger=0.0), [], {}, settings=inert_settings, on_stop=_deactivate)
     run._make_inert()
     _log.debug("not logging on this rank (only global rank 0 logs; set log_all_ranks to change it)", rank=rank)
     return run

@@ -35,6 +35,7 @@ from tracelet.values import (
 
 if TYPE_CHECKING:
     from tracelet.collectors import CollectorThread
+    from tracelet.config import CoreSettings
     from tracelet.dispatcher import BackendStats, Dispatcher
     from tracelet.patching import FrameworkPatcher
 
@@ -74,8 +75,7 @@ class Run:
         collectors: list[CollectorThread],
         plugins: Mapping[str, object],
         *,
-        strict: bool,
-        stop_timeout: float,
+        settings: CoreSettings,
         on_stop: Callable[[Run], None],
     ) -> None:
         self.info = info
@@ -88,8 +88,10 @@ class Run:
         self._collectors = collectors
         self._plugins = dict(plugins)
         self._patcher: FrameworkPatcher | None = None
-        self._strict = strict
-        self._stop_timeout = stop_timeout
+        self.settings = settings
+        """The core settings this run was started with (read-only)."""
+        self._strict = settings.strict
+        self._stop_timeout = settings.stop_timeout
         self._on_stop = on_stop
         self._step = 0
         self._stopped = False
@@ -97,7 +99,7 @@ class Run:
         self._inert = False
         self._stop_result = False
         self._tally = dispatcher.tally
-        if strict:
+        if settings.strict:
             # Strict mode checks metric names on the caller's thread, to raise there. Otherwise the
             # router checks them, which keeps the hot path free of the test.
             self.log_metric = self._log_metric_checked  # type: ignore[method-assign]
