@@ -25,8 +25,10 @@ import base64
 import contextlib
 import json
 import os
+import queue
 import socket
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -372,7 +374,7 @@ class BackendSpool:
         self.rejected._sync_writer()
 
     def _open_tail(self) -> _Segment:
-        self._close_writer()
+        self._close_writer(background=True)
         segment_id = self._segments[-1].id + 1 if self._segments else _FIRST_ID
         path = self.directory / f"{segment_id:020d}.seg"
         self._writer = path.open("wb")
@@ -381,24 +383,28 @@ class BackendSpool:
         self._segments.append(segment)
         return segment
 
-    def _close_writer(self) -> None:
+    def _close_writer(self, *, background: bool = False) -> None:
         if self._writer is not None:
-            self._sync_writer()
+            self._sync_writer(background=background)
             self._writer.close()
             self._writer = None
 
-    def _sync_writer(self) -> None:
+    def _sync_writer(self, *, background: bool = False) -> None:
+        """Hand the written bytes to the kernel and fsync them: now, or on the sync thread (``background``)."""
         if self._writer is not None and self._unsynced:
             self._writer.flush()
             if self._fsync_interval >= 0:
-                os.fsync(self._writer.fileno())
+                if background:
+                    _background_sync.submit(os.dup(self._writer.fileno()))
+                else:
+                    os.fsync(self._writer.fileno())
             self._unsynced = False
         self._last_sync = time.monotonic()
 
     def maybe_sync(self) -> None:
-        """Flush and fsync the tail if ``fsync_interval`` seconds passed since the last sync."""
+        """Flush the tail to the kernel and have it fsynced, if ``fsync_interval`` seconds passed since the last sync."""
         if self._unsynced and time.monotonic() - self._last_sync >= self._fsync_interval:
-            self._sync_writer()
+            self._sync_writer(background=True)
 
     # --- reading and acknowledging ---------------------------------------------------
 
@@ -503,6 +509,7 @@ class BackendSpool:
         if not self._opened:
             return False
         self._close_writer()
+        _background_sync.wait()
         left = not self.drained() or (self.rejected is not None and self.rejected.exists)
         if left:
             if self._lock_file is not None:
@@ -543,3 +550,60 @@ def _remove_empty(directory: Path) -> None:
     for path in (directory, directory.parent):
         with contextlib.suppress(OSError):
             path.rmdir()
+
+
+class _BackgroundSync:
+    """fsync calls off the router and worker threads.
+
+    ``os.fsync`` releases the GIL but blocks its caller for as long as the
+    disk takes (tens of milliseconds for a full segment here); on a thread of
+    its own, routing goes on meanwhile. It fsyncs a duplicate of the file
+    descriptor, so the spool may close (or delete) its file at once. A record
+    is in the kernel's page cache from the ``flush()`` before the hand-over,
+    so only a power cut in the few milliseconds until the fsync can lose it.
+    The thread exits when it has nothing to do; ``close()`` waits for it, and
+    syncs its own tail synchronously.
+    """
+
+    def __init__(self) -> None:
+        self._descriptors: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, descriptor: int) -> None:
+        with self._lock:  # put under the lock: the thread decides to exit under it too
+            self._descriptors.put(descriptor)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="tracelet-spool-sync", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Wait until every submitted descriptor is synced (the thread has exited), at most ``timeout`` s."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if self._descriptors.empty():
+                    self._thread = None
+                    return
+                descriptor = self._descriptors.get()
+            try:
+                os.fsync(descriptor)
+            except OSError as error:
+                _log.warning("spool fsync failed", error=f"{type(error).__name__}: {error}")
+            finally:
+                os.close(descriptor)
+
+    def reset_after_fork(self) -> None:
+        """A forked child has no sync thread: start afresh (and leave the parent's descriptors alone)."""
+        self._descriptors = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+_background_sync = _BackgroundSync()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_background_sync.reset_after_fork)
