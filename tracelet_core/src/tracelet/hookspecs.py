@@ -133,8 +133,9 @@ def tracelet_backend_end(status: RunStatus) -> None:
     """End the backend's run with ``status``; the last hook called on this object.
 
     Called on the worker thread after the final flush. If ``stop()``'s
-    deadline passes first, it is not called and the backend's remaining
-    records are counted as dropped.
+    deadline passes first, it is not called: the backend's remaining records
+    stay in its spool with the run's status, and ``tracelet replay`` later
+    resumes the backend's run, delivers them and calls this hook.
     """
 
 

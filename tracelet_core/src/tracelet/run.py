@@ -290,7 +290,7 @@ class Run:
         Unpatches frameworks, stops collectors, delivers what is queued, ends
         every backend's run and joins the threads. A backend that has not
         finished by the deadline is abandoned and its remaining records are
-        counted as dropped. Returns ``True`` when everything was delivered
+        written to its spool, for ``tracelet replay``. Returns ``True`` when everything was delivered
         and every backend ended in time. Calling it again returns the first
         result.
         """
