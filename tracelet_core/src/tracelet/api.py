@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from tracelet import lifecycle
 from tracelet._version import __version__
 from tracelet.errors import ConfigError, PluginError, TraceletError
 from tracelet.info import PluginInfo, PluginKind, RunInfo
@@ -47,10 +44,6 @@ __all__ = [
 _log = get_logger()
 _start_lock = threading.RLock()
 _active: Run | None = None
-_exit_handler_registered = False
-_previous_sigterm: Any = None
-_sigterm_grace = 10.0
-_previous_excepthook: Any = None
 
 
 def start(
@@ -88,9 +81,9 @@ def start(
                 arguments[key] = tuple(value) if key == "backends" else value
         run = _build_run(arguments)
         _active = run
-        _register_exit_handler()
+        lifecycle.register_exit_handler()
         if run.info.id and not run._inert and run.settings.handle_signals:
-            _install_signal_handlers(run.settings.sigterm_grace)
+            lifecycle.install_signal_handlers(run.settings.sigterm_grace)
         return run
 
 
@@ -269,72 +262,14 @@ def _deactivate(run: Run) -> None:
             _active = None
 
 
-def _register_exit_handler() -> None:
-    global _exit_handler_registered
-    if not _exit_handler_registered:
-        atexit.register(_stop_at_exit)
-        _exit_handler_registered = True
-
-
-def _stop_at_exit() -> None:
-    run = _active
-    if run is not None:
-        run.stop(RunStatus.FINISHED)
-
-
-def _install_signal_handlers(grace: float) -> None:
-    """SIGTERM handler and excepthook, chained to the previous ones; main thread only (a Python rule for signals)."""
-    global _previous_sigterm, _sigterm_grace, _previous_excepthook
-    _sigterm_grace = grace
-    if sys.excepthook is not _excepthook:
-        _previous_excepthook = sys.excepthook
-        sys.excepthook = _excepthook
-    if threading.current_thread() is not threading.main_thread():
-        return
-    current = signal.getsignal(signal.SIGTERM)
-    if current is not _on_sigterm:
-        _previous_sigterm = current
-        signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """Deliver within the grace period, spool the rest, mark the run KILLED, then terminate as before."""
-    run = _active
-    if run is not None:
-        run.stop(RunStatus.KILLED, timeout=_sigterm_grace)
-    previous = _previous_sigterm
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:  # SIG_DFL (or a handler set from C): die by the signal, as before
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
-    """An uncaught exception ends the active run as FAILED (KILLED for Ctrl-C) in every backend."""
-    (_previous_excepthook or sys.__excepthook__)(kind, error, traceback)
-    run = _active
-    if run is not None:
-        run.stop(RunStatus.KILLED if issubclass(kind, KeyboardInterrupt) else RunStatus.FAILED)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child (a DataLoader worker) must not use the parent's threads, locks or spool files."""
+def _reset_after_fork() -> None:
+    """A forked child may have been forked while another thread held the lock: start with a fresh one."""
     global _start_lock
     _start_lock = threading.RLock()
-    run = _active
-    if run is not None:
-        run._make_inert()
-    # The child has no run to save at SIGTERM (multiprocessing's Pool.terminate() sends it):
-    # it terminates exactly as it would have without Tracelet.
-    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-        # ValueError: forked from a thread other than the main one, where Python allows no handler change.
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def active_run() -> Run | None:

@@ -46,7 +46,7 @@ from tracelet.redact import Redactor
 from tracelet.spool import BackendSpool, SpoolPosition, encode_records
 from tracelet.values import Tally, name_label, to_name
 
-__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "is_record", "route_of"]
+__all__ = ["BackendStats", "BackendWorker", "Dispatcher", "route_of"]
 
 _log = get_logger()
 
@@ -62,11 +62,6 @@ _ROUTES: dict[type, tuple[str, str]] = {
     Histogram: ("tracelet_backend_log_media", "media"),
     Figure: ("tracelet_backend_log_media", "media"),
 }
-
-
-def is_record(item: object) -> bool:
-    """Whether ``item`` is one of the record types backends receive."""
-    return type(item) in _ROUTES
 
 
 def route_of(record: object) -> tuple[str, str]:

@@ -1,0 +1,107 @@
+"""How the end of the process reaches the active run: interpreter exit, SIGTERM, an uncaught exception, fork.
+
+- At exit, the active run stops as ``FINISHED`` (delivering what is queued, by its deadline).
+- SIGTERM (what schedulers send before preemption) stops it as ``KILLED`` within
+  ``sigterm_grace`` seconds, then the previous handler runs; with the default
+  handler the process dies by SIGTERM as it would have.
+- An uncaught exception stops it as ``FAILED`` (``KILLED`` for Ctrl-C) after
+  the previous ``sys.excepthook`` has printed it.
+- In a forked child (a DataLoader worker) the inherited run becomes inert, and
+  the child's SIGTERM handler is the one it had before Tracelet.
+
+Handlers are installed by ``tracelet.start()``, chained to what was there, once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from tracelet.records import RunStatus
+
+if TYPE_CHECKING:
+    from tracelet.run import Run
+
+__all__ = ["install_signal_handlers", "register_exit_handler"]
+
+_exit_handler_registered = False
+_previous_sigterm: Any = None
+_sigterm_grace = 10.0
+_previous_excepthook: Any = None
+
+
+def _active() -> Run | None:
+    from tracelet.api import active_run  # deferred: tracelet.api imports this module
+
+    return active_run()
+
+
+def register_exit_handler() -> None:
+    """Stop the active run at interpreter exit (registered once)."""
+    global _exit_handler_registered
+    if not _exit_handler_registered:
+        atexit.register(_stop_at_exit)
+        _exit_handler_registered = True
+
+
+def _stop_at_exit() -> None:
+    run = _active()
+    if run is not None:
+        run.stop(RunStatus.FINISHED)
+
+
+def install_signal_handlers(grace: float) -> None:
+    """SIGTERM handler and excepthook, chained to the previous ones; main thread only (a Python rule for signals)."""
+    global _previous_sigterm, _sigterm_grace, _previous_excepthook
+    _sigterm_grace = grace
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous_sigterm = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Deliver within the grace period, spool the rest, mark the run KILLED, then terminate as before."""
+    run = _active()
+    if run is not None:
+        run.stop(RunStatus.KILLED, timeout=_sigterm_grace)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # SIG_DFL (or a handler set from C): die by the signal, as before
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+    """An uncaught exception ends the active run as FAILED (KILLED for Ctrl-C) in every backend."""
+    (_previous_excepthook or sys.__excepthook__)(kind, error, traceback)
+    run = _active()
+    if run is not None:
+        run.stop(RunStatus.KILLED if issubclass(kind, KeyboardInterrupt) else RunStatus.FAILED)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use the parent's threads, locks or spool files, nor save its run at SIGTERM."""
+    run = _active()
+    if run is not None:
+        run._make_inert()
+    # multiprocessing's Pool.terminate() sends SIGTERM to its workers: they end exactly as without Tracelet.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # ValueError: forked from a thread other than the main one, where Python allows no handler change.
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
