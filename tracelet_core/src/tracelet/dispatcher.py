@@ -200,7 +200,7 @@ class BackendWorker:
     ) -> None:
         self.name = name
         self._hooks = hooks
-        self._run_info = run_info
+        self._run_info = attrs.evolve(run_info, backend=name)
         self._max_batch_size = max_batch_size
         self._queue_size = queue_size
         self._linger = linger

@@ -67,6 +67,10 @@ class RunInfo:
     """Names of every plugin active in this run."""
     resume: dict[str, str] = attrs.field(factory=dict)
     """Backend name -> that backend's run id to attach to instead of creating a run."""
+    backend: str = ""
+    """The name of the backend plugin this ``RunInfo`` was handed to (empty for collectors).
+
+    A backend attaches on replay with ``run.resume.get(run.backend)``, without hard-coding its own name."""
 
 
 @attrs.frozen

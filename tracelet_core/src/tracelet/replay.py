@@ -90,6 +90,7 @@ def _replay_one(directory: Path, loaded: dict[str, PluginInfo], settings: Any, p
         previous = meta.get("backend_run")
         if previous:
             run = attrs.evolve(run, resume={backend: previous["id"]})
+        run = attrs.evolve(run, backend=backend)
         ref = _retrying(lambda: hooks.tracelet_backend_start(run=run))
         spool.set_ref(ref if isinstance(ref, BackendRunRef) else None)
         parts = [BackendSpool.open_existing(directory / "rejected", run, backend)] if (directory / "rejected").is_dir() else []
