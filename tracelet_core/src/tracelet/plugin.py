@@ -1,0 +1,82 @@
+"""The plugin kit: everything a Tracelet plugin may import, and nothing else.
+
+A backend, collector or framework plugin imports from this module (and from
+:mod:`tracelet.testing` in its tests) only. Every other module of
+tracelet-core is internal and may change without notice; ruff's banned-api
+rule (TID251) enforces this for the plugins in this repository, and the
+plugin template (``tracelet new-plugin``) sets the same rule up for yours.
+
+What is here, by role:
+
+- declaring a plugin: :data:`hookimpl`, :class:`PluginInfo`, :class:`PluginKind`;
+- a run's identity: :class:`RunInfo` (``run.backend`` is the name your backend
+  was started under; ``run.resume.get(run.backend)`` is the run to attach to),
+  :class:`BackendRunRef`, :class:`RunStatus`;
+- the records backends receive and collectors emit: :class:`Metric`,
+  :class:`Param`, :class:`Tag`, :class:`Artifact`, :class:`Image`,
+  :class:`Text`, :class:`Histogram`, :class:`Figure` (and the aliases
+  :data:`Record`, :data:`Media`, :data:`ParamValue`);
+- errors: :class:`PermanentError` (a batch the backend can never take: not
+  retried, kept in the spool's rejected part), :class:`TraceletError`;
+- :mod:`names <tracelet.names>`: the well-known record names collectors and
+  backends agree on;
+- :func:`artifact_dir`: a directory for files a collector hands to backends,
+  which lives as long as the run;
+- :func:`encode_png`: an :class:`Image`'s pixels as PNG bytes;
+- framework patching: :class:`PatchSet` (replace attributes, restore them
+  identity-equal) and :func:`capture_errors`;
+- :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``.
+"""
+
+from __future__ import annotations
+
+from tracelet import names
+from tracelet.errors import PermanentError, TraceletError
+from tracelet.hookspecs import hookimpl
+from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
+from tracelet.log import get_logger
+from tracelet.media import encode_png
+from tracelet.patching import PatchSet, capture_errors
+from tracelet.records import (
+    Artifact,
+    Figure,
+    Histogram,
+    Image,
+    Media,
+    Metric,
+    Param,
+    ParamValue,
+    Record,
+    RunStatus,
+    Tag,
+    Text,
+)
+from tracelet.tempfiles import artifact_dir
+
+__all__ = [
+    "Artifact",
+    "BackendRunRef",
+    "Figure",
+    "Histogram",
+    "Image",
+    "Media",
+    "Metric",
+    "Param",
+    "ParamValue",
+    "PatchSet",
+    "PermanentError",
+    "PluginInfo",
+    "PluginKind",
+    "Record",
+    "RunInfo",
+    "RunStatus",
+    "Tag",
+    "Text",
+    "TraceletError",
+    "artifact_dir",
+    "capture_errors",
+    "encode_png",
+    "get_logger",
+    "hookimpl",
+    "names",
+]
