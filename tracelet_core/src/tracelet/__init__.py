@@ -30,7 +30,7 @@ from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, 
 from tracelet.run import Run, RunStats
 
 if TYPE_CHECKING:
-    from tracelet.dispatcher import BackendStats
+    from tracelet.worker import BackendStats
 
 __all__ = [
     "Artifact",
@@ -76,7 +76,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # BackendStats lives with the dispatcher, which `import tracelet` does not load (see tracelet.api).
     if name == "BackendStats":
-        from tracelet.dispatcher import BackendStats
+        from tracelet.worker import BackendStats
 
         return BackendStats
     raise AttributeError(f"module 'tracelet' has no attribute {name!r}")

@@ -94,7 +94,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     from tracelet.collectors import CollectorThread
     from tracelet.config import resolve_config
     from tracelet.delivery import DeliveryPolicy
-    from tracelet.dispatcher import BackendWorker, Dispatcher
+    from tracelet.dispatcher import Dispatcher
     from tracelet.patching import FrameworkPatcher
     from tracelet.plugins import discover, hooks_of
     from tracelet.ranks import global_rank, local_rank
@@ -102,6 +102,7 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     from tracelet.replay import pending_spools
     from tracelet.run import Run
     from tracelet.spool import BackendSpool
+    from tracelet.worker import BackendWorker
 
     entries = discover()
     loaded = {entry.name: entry.info for entry in entries if entry.info is not None}

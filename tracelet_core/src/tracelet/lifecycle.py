@@ -95,7 +95,7 @@ def _after_fork_in_child() -> None:
     """A forked child must not use the parent's threads, locks or spool files, nor save its run at SIGTERM."""
     run = _active()
     if run is not None:
-        run._make_inert()
+        run._make_inert(inherited=True)
     # multiprocessing's Pool.terminate() sends SIGTERM to its workers: they end exactly as without Tracelet.
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
         # ValueError: forked from a thread other than the main one, where Python allows no handler change.

@@ -31,6 +31,7 @@ __all__ = [
     "Tag",
     "Text",
     "is_record",
+    "route_of",
 ]
 
 ParamValue: TypeAlias = "str | int | float | bool | None"
@@ -151,3 +152,24 @@ RECORD_TYPES: frozenset[type] = frozenset({Metric, Param, Tag, Artifact, Image, 
 def is_record(item: object) -> bool:
     """Whether ``item`` is one of the record types backends receive (subclasses are not)."""
     return type(item) in RECORD_TYPES
+
+
+ROUTES: dict[type, tuple[str, str]] = {
+    Metric: ("tracelet_backend_log_metrics", "metrics"),
+    Param: ("tracelet_backend_log_params", "params"),
+    Tag: ("tracelet_backend_set_tags", "tags"),
+    Artifact: ("tracelet_backend_log_artifacts", "artifacts"),
+    Image: ("tracelet_backend_log_media", "media"),
+    Text: ("tracelet_backend_log_media", "media"),
+    Histogram: ("tracelet_backend_log_media", "media"),
+    Figure: ("tracelet_backend_log_media", "media"),
+}
+"""Record type -> (the routing hook that takes it, that hook's argument name).
+
+Consecutive records that map to the same hook are delivered in one call (the
+four media types share ``tracelet_backend_log_media``)."""
+
+
+def route_of(record: object) -> tuple[str, str]:
+    """The routing hook that takes ``record``, and the name of its argument."""
+    return ROUTES[type(record)]

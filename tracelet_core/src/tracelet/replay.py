@@ -23,10 +23,9 @@ import attrs
 
 from tracelet.config import resolve_config
 from tracelet.delivery import DeliveryPolicy
-from tracelet.dispatcher import route_of
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
 from tracelet.plugins import discover, hooks_of
-from tracelet.records import RunStatus
+from tracelet.records import RunStatus, route_of
 from tracelet.spool import BackendSpool, converter, find_spools, read_meta
 
 __all__ = ["ReplayResult", "pending_spools", "replay"]

@@ -25,8 +25,10 @@ from tracelet.media import figure_to_png, image_pixels, make_histogram
 from tracelet.records import Artifact, Figure, Image, Param, Record, RunStatus, Tag, Text, is_record
 from tracelet.values import (
     MILLISECONDS_FROM,
+    ParamProblem,
     flatten_params,
     name_label,
+    short_repr,
     to_metric_value,
     to_name,
     to_param_value,
@@ -36,8 +38,9 @@ from tracelet.values import (
 if TYPE_CHECKING:
     from tracelet.collectors import CollectorThread
     from tracelet.config import CoreSettings
-    from tracelet.dispatcher import BackendStats, Dispatcher
+    from tracelet.dispatcher import Dispatcher
     from tracelet.patching import FrameworkPatcher
+    from tracelet.worker import BackendStats
 
 __all__ = ["Run", "RunStats"]
 
@@ -56,9 +59,15 @@ class RunStats:
     """Values kept in a changed form (a non-str name, a float step, a timestamp in ms), by ``"kind:name"``."""
     redacted: int = 0
     """Param, tag and text records whose value had a secret masked."""
+    router_error: str | None = None
+    """Set when the router thread died (an internal error); logging calls, ``flush()`` and ``stop()`` route instead."""
 
     def __getitem__(self, backend: str) -> BackendStats:
-        return self.backends[backend]
+        try:
+            return self.backends[backend]
+        except KeyError:
+            known = ", ".join(self.backends) or "none"
+            raise KeyError(f"no backend {backend!r} in this run (skipped, or not started); its backends: {known}") from None
 
 
 class Run:
@@ -81,7 +90,7 @@ class Run:
         self.info = info
         self._dispatcher = dispatcher
         self._intake = dispatcher.intake
-        self._intake_size = dispatcher.intake.maxlen
+        self._intake_size = dispatcher.intake_size
         self._wake = dispatcher.wake
         self._hurry = dispatcher.hurry
         self._hurry_at = dispatcher.hurry_at
@@ -97,6 +106,7 @@ class Run:
         self._stopped = False
         self._stop_lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt stop() itself
         self._inert = False
+        self._inherited = False  # inert because a forked child inherited it (see _make_inert)
         self._stop_result = False
         self._tally = dispatcher.tally
         if settings.strict:
@@ -167,8 +177,10 @@ class Run:
         # Dispatcher.submit, inlined: this is the hot path.
         intake = self._intake
         size = len(intake)
-        if size == self._intake_size:
-            size = self._dispatcher.make_room()  # the loop outruns the router: wait a moment, else drop
+        if size >= self._intake_size:
+            size = self._dispatcher.make_room()  # the loop outruns the router: wait a moment, else drop (counted)
+            if size < 0:
+                return
         intake.append((name, value, step, _now() if timestamp is None else self._timestamp(timestamp, name)))
         if size == 0:
             self._wake()
@@ -183,14 +195,24 @@ class Run:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log several scalars at one step."""
-        for name, value in metrics.items():
+        items = self._items("log_metrics", metrics)
+        for name, value in items:
             self.log_metric(name, value, step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log parameters; nested mappings are flattened as ``"a.b.c"``."""
+        """Log parameters; nested mappings are flattened as ``"a.b.c"``.
+
+        A mapping that contains itself, or a key whose ``str()`` raises, is
+        refused where it occurs; the rest is logged.
+        """
+        if self._items("log_params", params) == ():
+            return
         for key, value in flatten_params(params):
             name = self._name("param", key)
             if name is None:
+                continue
+            if type(value) is ParamProblem:
+                self._reject("param", name, value)
                 continue
             try:
                 converted = to_param_value(value)
@@ -201,7 +223,7 @@ class Run:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set string tags on the run."""
-        for key, value in tags.items():
+        for key, value in self._items("set_tags", tags):
             name = self._name("tag", key)
             if name is None:
                 continue
@@ -218,7 +240,15 @@ class Run:
         The path is not read here; the backend's worker reads it later, so
         do not delete it before :meth:`flush` or :meth:`stop`.
         """
-        absolute = os.path.abspath(os.fspath(path))
+        try:
+            text = os.fsdecode(path)
+        except TypeError:
+            self._reject("artifact", name_label(name or path), f"a {type(path).__name__} is not a path")
+            return
+        if not text:  # os.path.abspath("") is the working directory: never upload that by accident
+            self._reject("artifact", name_label(name or path), "the path is empty")
+            return
+        absolute = os.path.abspath(text)
         self.log_record(Artifact(absolute, name or os.path.basename(absolute.rstrip(os.sep))))
 
     def log_image(self, name: str, image: Any, step: int | None = None) -> None:
@@ -238,8 +268,14 @@ class Run:
         """Log a text snippet."""
         resolved = self._step_for(step, name)
         checked = self._name("text", name)
-        if resolved is not None and checked is not None:
-            self.log_record(Text(checked, str(text), resolved, _now()))
+        if resolved is None or checked is None:
+            return
+        try:
+            content = text if type(text) is str else str(text)
+        except Exception as error:  # noqa: BLE001 - a text whose str() raises is refused, not raised
+            self._reject("text", checked, f"cannot turn a {type(text).__name__} into text: {short_repr(error)}", error)
+            return
+        self.log_record(Text(checked, content, resolved, _now()))
 
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Log the distribution of ``values`` (a sequence, numpy array or tensor) in ``bins`` bins."""
@@ -268,12 +304,18 @@ class Run:
         self.log_record(Figure(checked, png, resolved, _now()))
 
     def log_record(self, record: Record) -> None:
-        """Queue a ready-made record (for plugins: collectors, framework capture)."""
+        """Queue a ready-made record (for plugins: collectors, framework capture).
+
+        Its fields are checked on the router thread like every record's (see
+        :mod:`tracelet.checks`): one that cannot be made valid is refused and
+        counted in ``stats().rejected``, never raised here outside strict mode.
+        """
         if self._stopped:
             self._raise_stopped()  # raises, except in an inert run (forked child, non-logging rank)
             return
         if not is_record(record):
-            raise TypeError(f"log_record() takes a tracelet record (Metric, Param, ...), not {type(record).__name__}")
+            self._reject("record", type(record).__name__, "log_record() takes a tracelet record (Metric, Param, ...)")
+            return
         self._dispatcher.submit(record)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -296,9 +338,13 @@ class Run:
         """
         status = RunStatus(status)
         if self._inert:
-            self._on_stop(self)
+            # A forked child's inherited run stays active: a later pool task in the same child logs to it (as
+            # nothing) instead of finding no active run. A rank that does not log ends its run as usual.
+            if not self._inherited:
+                self._on_stop(self)
             return True
-        deadline = time.monotonic() + (self._stop_timeout if timeout is None else timeout)
+        effective = self._stop_timeout if timeout is None else timeout
+        deadline = time.monotonic() + effective
         with self._stop_lock:
             if self._stopped:
                 return self._stop_result
@@ -312,7 +358,11 @@ class Run:
         backend_stats = self.stats().backends.values()
         self._stop_result = ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
         if not ended:
-            _log.warning("stop() deadline reached; some backends did not finish", run=self.id, timeout=timeout)
+            _log.warning(
+                "stop() deadline reached; what some backends did not deliver is in the spool for `tracelet replay`",
+                run=self.id,
+                timeout=effective,
+            )
         return self._stop_result
 
     def stats(self) -> RunStats:
@@ -322,6 +372,7 @@ class Run:
             self._tally.counts("rejected"),
             self._tally.counts("normalised"),
             self._dispatcher.redacted,
+            self._dispatcher.thread_error,
         )
 
     def __enter__(self) -> Run:
@@ -349,12 +400,12 @@ class Run:
     def _explicit_step(self, step: Any, name: str) -> int | None:
         try:
             resolved = operator.index(step)
-        except TypeError:
+        except Exception as error:  # noqa: BLE001 - TypeError mostly; a hostile __index__ may raise anything
             if isinstance(step, float) and step.is_integer():
                 resolved = int(step)
                 self._tally.normalise("step", name, f"step {step!r} is a float; {resolved} used")
             else:
-                self._reject("step", name, f"step {step!r} is not an integer")
+                self._reject("step", name_label(name), f"step {short_repr(step)} is not an integer", error)
                 return None
         self._step = resolved
         return resolved
@@ -376,24 +427,34 @@ class Run:
             return timestamp
         seconds = to_timestamp(timestamp)
         if seconds is None:
-            self._tally.normalise("timestamp", name, f"timestamp {timestamp!r} is not seconds since the epoch; now used")
+            reason = f"timestamp {short_repr(timestamp)} is not seconds since the epoch; now used"
+            self._tally.normalise("timestamp", name, reason)
             return _now()
         if seconds != timestamp:
-            self._tally.normalise("timestamp", name, f"timestamp {timestamp!r} taken as ms/µs/ns since the epoch")
+            self._tally.normalise("timestamp", name, f"timestamp {short_repr(timestamp)} taken as ms/µs/ns since the epoch")
         return seconds
+
+    def _items(self, function: str, mapping: object) -> Any:
+        """``mapping.items()`` as a tuple, or ``()`` (refused, counted) when it is not a readable mapping."""
+        try:
+            return tuple(mapping.items())  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - None, a list, a hostile mapping
+            self._reject("call", function, f"takes a mapping, not {type(mapping).__name__}", error)
+            return ()
 
     def _reject(self, kind: str, name: str, reason: str, error: BaseException | None = None) -> None:
         self._tally.reject(kind, name, reason)
         if self._strict:
             raise TypeError(f"tracelet: {kind} {name!r} rejected: {reason}") from error
 
-    def _make_inert(self) -> None:
+    def _make_inert(self, *, inherited: bool = False) -> None:
         """Turn this run into one whose calls do nothing: in a forked child, or on a rank that does not log.
 
         No thread, lock or file of the parent's run is touched: ``log_*``
         calls return at once, ``flush()`` and ``stop()`` return ``True``.
         """
         self._inert = True
+        self._inherited = inherited
         self._stopped = True
         self._stop_result = True
         self._stop_lock = threading.RLock()

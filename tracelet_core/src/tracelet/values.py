@@ -16,9 +16,20 @@ from typing import Any
 from tracelet.log import get_logger
 from tracelet.records import ParamValue
 
-__all__ = ["Tally", "flatten_params", "name_label", "to_metric_value", "to_name", "to_param_value", "to_timestamp"]
+__all__ = [
+    "Tally",
+    "flatten_params",
+    "name_label",
+    "short_repr",
+    "to_metric_value",
+    "to_name",
+    "to_param_value",
+    "to_timestamp",
+]
 
 _log = get_logger()
+
+_LABEL_LIMIT = 80  # characters of a value shown in a warning or a stats() key
 
 MILLISECONDS_FROM = 1e11
 """A timestamp above this (the year 5138 in seconds, 1973 in milliseconds) is taken as ms, µs or ns."""
@@ -43,13 +54,21 @@ def to_name(name: object) -> str | None:
 
 
 def name_label(name: object) -> str:
-    """How a refused name appears in ``stats().rejected`` keys and warnings: itself, or its repr."""
-    if isinstance(name, str):
-        return name
+    """How a refused name appears in ``stats().rejected`` keys and warnings: itself, or its (shortened) repr."""
+    if type(name) is str:
+        return name if len(name) <= _LABEL_LIMIT else name[: _LABEL_LIMIT - 1] + "…"
+    return short_repr(name)
+
+
+def short_repr(value: object, limit: int = _LABEL_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a ``10**400`` timestamp is not printed whole); never raises."""
     try:
-        return repr(name)
+        if type(value) is int and value.bit_length() > 3 * limit:
+            return f"<int of {value.bit_length()} bits>"  # repr() of a huge int is slow, and may be refused
+        text = repr(value)
     except Exception:  # noqa: BLE001 - a hostile __repr__
-        return f"<{type(name).__name__}>"
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def to_timestamp(value: object) -> float | None:
@@ -89,7 +108,7 @@ def to_metric_value(value: Any) -> float | None:
         except OverflowError:
             return None
     module = kind.__module__
-    if module == "torch" or module.startswith("numpy"):
+    if module.startswith(("torch", "numpy")):  # torch.nn.parameter.Parameter too
         return _array_scalar(value)
     if isinstance(value, numbers.Real):
         try:
@@ -113,6 +132,13 @@ def _array_scalar(value: Any) -> float | None:
         return None
     if isinstance(item, bool | int | float):
         return to_metric_value(item)
+    if isinstance(item, numbers.Real):  # numpy.longdouble.item() is itself
+        try:
+            number = float(item)
+        except (OverflowError, ValueError):
+            return None
+        beyond_float_range = math.isinf(number) and number != item
+        return None if beyond_float_range else number
     return None
 
 
@@ -126,7 +152,7 @@ def to_param_value(value: Any) -> ParamValue:
     if value is None or isinstance(value, str | bool | int | float):
         return value
     module = type(value).__module__
-    if (module == "torch" or module.startswith("numpy")) and (number := to_metric_value(value)) is not None:
+    if module.startswith(("torch", "numpy")) and (number := to_metric_value(value)) is not None:
         return number
     if isinstance(value, list | tuple | set | frozenset | Mapping):
         return json.dumps(_jsonable(value), default=str, ensure_ascii=False)
@@ -144,12 +170,47 @@ def _jsonable(value: Any) -> Any:
     return to_param_value(value)
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield ``(name, value)`` with nested mappings flattened as ``"a.b.c"`` (an empty one as ``"{}"``)."""
-    for key, value in params.items():
-        name = f"{prefix}{key}" if prefix else key  # a bad top-level key reaches the name check as it is
+class ParamProblem(str):
+    """What :func:`flatten_params` yields as a value for an entry it cannot flatten (the reason)."""
+
+
+def flatten_params(params: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[Any, Any]]:
+    """Yield ``(name, value)`` with nested mappings flattened as ``"a.b.c"`` (an empty one as ``"{}"``).
+
+    Never raises for what a mapping holds: a nested key whose ``str()``
+    raises, a mapping that contains itself (directly or further down) and a
+    mapping whose iteration raises are yielded as ``(name, ParamProblem(reason))``
+    for the caller to refuse; a bad top-level key reaches the caller as it is.
+    """
+    yield from _flatten(params, prefix, ())
+
+
+def _flatten(params: Mapping[Any, Any], prefix: str, path: tuple[int, ...]) -> Iterator[tuple[Any, Any]]:
+    path = (*path, id(params))
+    try:
+        items = list(params.items())
+    except Exception as error:  # noqa: BLE001 - a hostile mapping
+        yield prefix.rstrip(".") or "<params>", ParamProblem(f"cannot read the mapping: {type(error).__name__}")
+        return
+    for key, value in items:
+        if prefix:
+            try:
+                name: Any = f"{prefix}{key}"
+            except Exception as error:  # noqa: BLE001 - a key whose str() raises
+                yield f"{prefix}<{type(key).__name__}>", ParamProblem(f"a key whose str() raises {type(error).__name__}")
+                continue
+        else:
+            name = key  # a bad top-level key reaches the name check as it is
         if isinstance(value, Mapping) and value:
-            yield from flatten_params(value, f"{name}.")
+            if id(value) in path:
+                yield name, ParamProblem("a mapping that contains itself")
+                continue
+            try:
+                nested = f"{name}."
+            except Exception as error:  # noqa: BLE001 - a top-level key whose str() raises
+                yield name, ParamProblem(f"a key whose str() raises {type(error).__name__}")
+                continue
+            yield from _flatten(value, nested, path)
         else:
             yield name, value
 
