@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -48,6 +48,11 @@ class PluginInfo:
     """``False`` for opt-in plugins (the recording backend): used only when named."""
     max_batch_size: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     """For backends: the most records handed to one routing hook call."""
+    unsupported: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    """For backends: conformance cases the backend cannot store, ``{case: reason}``.
+
+    The names are those of :mod:`tracelet.testing.conformance` (``"histograms"``,
+    ``"resume_setting"``, ...); the suite reports each as skipped with the reason."""
 
 
 @attrs.frozen
