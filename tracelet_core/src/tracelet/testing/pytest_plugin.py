@@ -15,8 +15,9 @@ Isolation: a run started by ``tracelet_start`` loads the recording backend,
 the backends in ``backends=``, the plugins in ``plugins=``, the plugins whose
 table appears in ``config=`` (``{"system": {...}}``), those of the
 ``tracelet_plugins`` fixture and of the ``@pytest.mark.tracelet_plugins(...)``
-marker; nothing else installed is even imported (``TRACELET_PLUGINS``). A test
-that sets ``TRACELET_PLUGINS`` itself keeps its own value;
+marker; nothing else installed is even imported (``TRACELET_PLUGINS``, set
+for the ``start()`` call only). A test that sets ``TRACELET_PLUGINS`` itself
+keeps its own value;
 ``@pytest.mark.tracelet_plugins(isolate=False)`` loads every installed plugin.
 """
 
@@ -72,15 +73,18 @@ def tracelet_start(
     for marker in request.node.iter_markers("tracelet_plugins"):
         named.update(marker.args)
         isolate = isolate and marker.kwargs.get("isolate", True)
-    ours: list[str | None] = [None]  # the TRACELET_PLUGINS value this fixture set last
     runs: list[Run] = []
 
     def start(*, plugins: Iterable[str] = (), **kwargs: Any) -> Run:
-        if isolate and os.environ.get(_ONLY) == ours[0]:  # a test that set TRACELET_PLUGINS itself keeps it
-            only = ",".join(sorted(named | set(plugins) | _named_in(kwargs)))
-            monkeypatch.setenv(_ONLY, only)
-            ours[0] = only
-        run = tracelet.start(**kwargs)
+        if not isolate or _ONLY in os.environ:  # a test that set TRACELET_PLUGINS itself keeps it
+            run = tracelet.start(**kwargs)
+        else:
+            # Only for the start() call: a `tracelet replay` or a child process the test runs sees every plugin.
+            os.environ[_ONLY] = ",".join(sorted(named | set(plugins) | _named_in(kwargs)))
+            try:
+                run = tracelet.start(**kwargs)
+            finally:
+                del os.environ[_ONLY]
         runs.append(run)
         return run
 
