@@ -20,7 +20,7 @@ import math
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,10 @@ class TestMlflowBackend(BackendConformance):
     timestamp_precision = 0.0005  # integer milliseconds, rounded to the nearest
 
     @pytest.fixture(autouse=True)
-    def _shared_store(self, sqlite_uri: str) -> Iterator[None]:
+    def _shared_store(self, sqlite_uri: str) -> None:
         # MLflow takes seconds to create a sqlite store's tables: every test shares the session's store,
         # and keeps apart by its own experiment (the project: the test's working directory's name).
         self.tracking_uri = sqlite_uri
-        yield
 
     def settings(self, store: Path) -> Mapping[str, Any]:
         return {"tracking_uri": self.tracking_uri}

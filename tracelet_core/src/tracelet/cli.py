@@ -7,15 +7,18 @@ import re
 import string
 import sys
 from collections.abc import Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracelet._version import __version__
 from tracelet.config import resolve_config
 from tracelet.errors import ConfigError
 from tracelet.plugins import discover
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
+
+__all__ = ["main", "write_plugin"]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -47,7 +47,7 @@ import tracelet.plugins
 import tracelet.replay  # bound before any test patches tracelet.plugins.hooks_of
 from tracelet.info import PluginInfo
 from tracelet.media import encode_png
-from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Record, RunStatus, Text
+from tracelet.records import Artifact, Figure, Histogram, Image, Record, RunStatus, Text
 from tracelet.run import Run
 
 __all__ = ["CASES", "BackendConformance", "StoredHistogram", "StoredImage", "StoredRun", "decode_png", "walk_files"]
@@ -69,7 +69,7 @@ CASES: Mapping[str, str] = {
     "histograms": "histograms: edges and counts by step",
     "status": "the run's end status: FINISHED, FAILED, KILLED",
     "resume_setting": "a second start() with the backend's resume setting continues the same run",
-    "replay": "records left in the spool reach the same backend run once through `tracelet replay`; a second replay sends nothing",
+    "replay": "spooled records reach the same backend run once through `tracelet replay`; a second replay sends nothing",
     "permanent_error": "input the backend can never take is refused with PermanentError, not retried, and the rest arrives",
 }
 """Every case of the suite: ``PluginInfo.unsupported`` keys -> what it checks."""
@@ -273,7 +273,7 @@ class BackendConformance:
         run = self.start()
         base = _base_time()
         # Timestamps off the millisecond grid: a store's rounding shows against its declared precision.
-        expected = [(step, step * 0.5 - 1.0, base + step * 0.2503) for step in range(0, 20)]
+        expected = [(step, step * 0.5 - 1.0, base + step * 0.2503) for step in range(20)]
         for step, value, timestamp in expected:
             run.log_metric("loss", value, step=step, timestamp=timestamp)
         run.log_metric("zero", 0.0, step=0, timestamp=base)
@@ -453,7 +453,8 @@ class BackendConformance:
         assert gate.held.wait(_STOP_TIMEOUT), "the backend's first routing hook was never called"
         assert run.stop(RunStatus.FINISHED, timeout=1.0) is False
         stats = run.stats()[self.backend]
-        assert stats.spooled == 302 and stats.run_id is not None, stats
+        assert stats.spooled == 302, stats
+        assert stats.run_id is not None
         gate.release()
         spool = Path(run.settings.spool_dir).absolute()
         results = tracelet.replay.replay(spool, progress=None)
@@ -463,7 +464,8 @@ class BackendConformance:
         stored = self.read_run(self.store, stats.run_id)
         assert stored.run_id == stats.run_id
         self.assert_series(stored, "spooled", expected)
-        assert stored.params.get("lr") == "0.5" and stored.tags.get("phase") == "offline"
+        assert stored.params.get("lr") == "0.5"
+        assert stored.tags.get("phase") == "offline"
         assert stored.status == "FINISHED"
 
     def test_permanent_error(self) -> None:
@@ -542,4 +544,3 @@ def walk_files(root: Path) -> Iterator[tuple[str, bytes]]:
         for name in names:
             path = Path(directory) / name
             yield path.relative_to(root).as_posix(), path.read_bytes()
-
