@@ -4,7 +4,8 @@ The reader reads the MLflow run back through ``MlflowClient`` and the run's
 artifacts, and undoes only what docs/plugins/mlflow.md documents as MLflow's
 own storage rules:
 
-- timestamps are integer milliseconds (rounded to the nearest): precision 0.5 ms;
+- timestamps are integer milliseconds (rounded to the nearest): precision 0.5 ms; a series is read
+  in timestamp order (then step), which is logging order for the suite's distinct timestamps;
 - +inf / -inf are stored as +/-1.7976931348623157e308 (MLflow's SQL stores), read as +/-inf;
 - a param changed after it was logged is stored under ``<key>.v2``, ``.v3``, ...: the last is its value;
 - a param longer than 6000 characters holds its first 6000; the full value is ``params/<key>.txt``;

@@ -7,8 +7,11 @@ backends in one run, register more under other names with
 ``tracelet.register_plugin(recording_plugin("second"))``.
 
 The pytest fixtures (``tracelet_run``, ``tracelet_recording``,
-``tracelet_start``) come from ``tracelet.testing.pytest_plugin``, which pytest
-loads automatically when tracelet-core is installed.
+``tracelet_start``, ``tracelet_plugins``) come from
+``tracelet.testing.pytest_plugin``, which pytest loads automatically when
+tracelet-core is installed. The conformance suite every backend passes is
+:class:`tracelet.testing.conformance.BackendConformance`; :func:`recorded`
+reads the recording backend's runs back for it. See docs/testing.md.
 """
 
 from __future__ import annotations
