@@ -1,18 +1,24 @@
-"""The ``tracelet`` command: ``tracelet plugins``, ``tracelet config`` and ``tracelet replay``."""
+"""The ``tracelet`` command: ``tracelet plugins``, ``tracelet config``, ``tracelet replay`` and ``tracelet new-plugin``."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import string
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracelet._version import __version__
 from tracelet.config import resolve_config
 from tracelet.errors import ConfigError
 from tracelet.plugins import discover
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
+
+__all__ = ["main", "write_plugin"]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -69,6 +75,82 @@ def _replay(path: str | None) -> int:
     return 1 if any(result.left for result in results) else 0
 
 
+_PLUGIN_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+_HOOK_MODULES = {"backend": "backend", "collector": "collector", "framework": "patch"}
+
+
+def _add_new_plugin_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "new-plugin", help="write a ready plugin package (declaration, settings, hooks, README, tests) that passes its tests"
+    )
+    parser.add_argument("name", help="the plugin's name, lower case with hyphens (the package is tracelet-NAME)")
+    parser.add_argument("--kind", required=True, choices=sorted(_HOOK_MODULES), help="what the plugin does")
+    parser.add_argument("--dir", default=".", help="where to create tracelet-NAME/ (default: the working directory)")
+
+
+def _new_plugin(name: str, kind: str, parent: str) -> int:
+    try:
+        created = write_plugin(name, kind, Path(parent))
+    except (ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"created {created}")
+    print(f"next: cd {created} && pip install -e '.[test]' && pytest")
+    return 0
+
+
+def write_plugin(name: str, kind: str, parent: Path) -> Path:
+    """Write the package of a new ``kind`` plugin called ``name`` under ``parent``; return its directory.
+
+    The package has the one shape every Tracelet plugin has (see
+    ``tracelet/templates/README.md``) and passes its own tests as written; a
+    backend's tests subclass :class:`tracelet.testing.conformance.BackendConformance`.
+    Raises :class:`ValueError` for a bad name or kind, :class:`FileExistsError`
+    when the directory exists.
+    """
+    from importlib.resources import files
+
+    from tracelet._version import __version__
+
+    plugin = name.removeprefix("tracelet-")
+    if not _PLUGIN_NAME.fullmatch(plugin):
+        raise ValueError(f"plugin name {name!r}: use lower-case letters, digits and single hyphens, starting with a letter")
+    if kind not in _HOOK_MODULES:
+        raise ValueError(f"kind {kind!r}: choose one of {', '.join(sorted(_HOOK_MODULES))}")
+    package = f"tracelet_{plugin.replace('-', '_')}"
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"  # 0.x releases may break plugins at each minor
+    values = {
+        "name": plugin,
+        "dist": f"tracelet-{plugin}",
+        "package": package,
+        "title": "".join(part.capitalize() for part in plugin.split("-")),
+        "kind": kind,
+        "module": _HOOK_MODULES[kind],
+        "env_name": plugin.upper().replace("-", "_"),
+        "core_requirement": f"tracelet-core>={major}.{minor},<{upper}",
+        "conformance_note": ", Tracelet's backend conformance suite included" if kind == "backend" else "",
+    }
+    target = parent / values["dist"]
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    templates = files("tracelet") / "templates"
+    for part in ("common", kind):
+        _render(templates / part, target, values)
+    return target
+
+
+def _render(source: Traversable, target: Path, values: dict[str, str]) -> None:
+    for entry in source.iterdir():
+        name = entry.name.replace("__package__", values["package"])
+        if entry.is_dir():
+            _render(entry, target / name, values)
+        elif name.endswith(".tmpl"):
+            destination = target / name.removesuffix(".tmpl")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_text(string.Template(entry.read_text(encoding="utf-8")).substitute(values), encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracelet", description="Tracelet: one start(), every experiment tracker.")
     parser.add_argument("--version", action="version", version=f"tracelet {__version__}")
@@ -77,7 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("config", help="show the resolved configuration and where each value comes from")
     replay = commands.add_parser("replay", help="deliver what earlier runs left in the spool, to the same backend runs")
     replay.add_argument("path", nargs="?", help="the spool directory (default: the spool_dir setting, .tracelet/spool)")
+    _add_new_plugin_command(commands)
     arguments = parser.parse_args(argv)
+    if arguments.command == "new-plugin":
+        return _new_plugin(arguments.name, arguments.kind, arguments.dir)
     if arguments.command == "plugins":
         return _plugins()
     if arguments.command == "replay":

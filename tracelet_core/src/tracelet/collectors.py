@@ -27,6 +27,7 @@ class CollectorThread:
         self._submit = submit
         self._stopping = threading.Event()
         self._logged_errors: set[str] = set()
+        self._warned_single = False
         self._thread = threading.Thread(target=self._work, name=f"tracelet-collector-{name}", daemon=True)
 
     def start(self) -> None:
@@ -59,6 +60,14 @@ class CollectorThread:
 
     def _emit(self, records: object) -> None:
         if records is None:
+            return
+        if is_record(records):
+            # A Metric is a named tuple: iterating it would hand core its four fields as "records".
+            if not self._warned_single:
+                self._warned_single = True
+                kind = type(records).__name__
+                _log.warning(f"collector returned a single {kind}; return a list", plugin=self.name, value=repr(records))
+            self._submit(records)
             return
         if not isinstance(records, Iterable):
             _log.warning("collector returned a non-iterable; ignored", plugin=self.name, value=repr(records))

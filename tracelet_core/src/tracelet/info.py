@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -27,6 +27,10 @@ def _check_name(_instance: object, _attribute: object, value: str) -> None:
         raise ValueError(f"plugin name {value!r} must be non-empty and use only letters, digits, '-' and '_'")
 
 
+def _to_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen
 class PluginInfo:
     """A plugin's declaration, returned by its ``tracelet_plugin_info`` hook.
@@ -48,6 +52,11 @@ class PluginInfo:
     """``False`` for opt-in plugins (the recording backend): used only when named."""
     max_batch_size: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     """For backends: the most records handed to one routing hook call."""
+    unsupported: Mapping[str, str] = attrs.field(factory=dict, converter=_to_dict, hash=False)
+    """For backends: conformance cases the backend cannot store, ``{case: reason}``.
+
+    The names are those of :mod:`tracelet.testing.conformance` (``"histograms"``,
+    ``"resume_setting"``, ...); the suite reports each as skipped with the reason."""
 
 
 @attrs.frozen

@@ -8,6 +8,11 @@ imported or executed: no plugin directories, no file scanning.
 ``TRACELET_PLUGINS=a,b`` loads only the named plugins and
 ``TRACELET_DISABLE_PLUGINS=a,b`` skips the named ones; a plugin that is
 skipped is not even imported.
+
+A plugin that fails to load is reported with its cause: the error, the file
+and line in the plugin's own code where it was raised (``PluginEntry.error``),
+the traceback on the ``tracelet`` logger at DEBUG, and the exception itself
+(``PluginEntry.exception``) for callers that raise, to chain.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Literal
 
 import attrs
@@ -51,6 +57,9 @@ class PluginEntry:
     status: PluginStatus
     info: PluginInfo | None = None
     error: str | None = None
+    """Why it failed: ``"KeyError: 'missing_key' (at /path/plugin.py:12)"``."""
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The exception that made it fail, to chain (``raise PluginError(...) from entry.exception``)."""
 
     @property
     def kind(self) -> str | None:
@@ -86,7 +95,28 @@ def plugin_info_of(plugin: object, name: str | None = None) -> PluginInfo:
         raise TypeError(f"tracelet_plugin_info() returned {info!r}; expected a tracelet.PluginInfo")
     if name is not None and info.name != name:
         raise TypeError(f"the plugin declares the name {info.name!r} but its entry point is named {name!r}")
+    _check_factory_class(plugin, info)
     return info
+
+
+def _check_factory_class(plugin: object, info: PluginInfo) -> None:
+    """Refuse a misspelled hookimpl on the per-run object's class, found without calling the factory.
+
+    Only possible when ``factory`` is the class itself; a factory function's
+    object is checked when a run creates it (``hooks_of``).
+    """
+    factory = info.factory
+    if not isinstance(factory, type):
+        return
+    known = {name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT_NAME}_")}
+    for attribute in dir(factory):
+        implementation = getattr(factory, attribute, None)
+        if getattr(implementation, f"{hookspecs.PROJECT_NAME}_impl", None) is not None and attribute not in known:
+            raise pluggy.PluginValidationError(
+                plugin,
+                f"{factory.__module__}.{factory.__qualname__}.{attribute} is marked @hookimpl but is not a "
+                f"tracelet hook (misspelled?); plugin {info.name!r} would never have it called",
+            )
 
 
 def _names_from_env(variable: str) -> frozenset[str] | None:
@@ -153,12 +183,37 @@ def _load_entry_points(only: frozenset[str] | None, disabled: frozenset[str]) ->
         try:
             info = plugin_info_of(entry_point.load(), name)
         except Exception as error:  # noqa: BLE001 - any failure of a plugin's import must not stop the others
-            message = f"{type(error).__name__}: {error}"
-            _log.warning("plugin failed to load and was skipped", plugin=name, distribution=distribution, error=message)
-            entries.append(PluginEntry(name, distribution, version, "failed", error=message))
+            message = describe_failure(error, entry_point.module)
+            # Not "skipped": in strict mode start() raises next, chained to this error.
+            _log.warning("plugin failed to load", plugin=name, distribution=distribution, error=message)
+            _log.debug("traceback of the plugin load failure", plugin=name, exc_info=error)
+            entries.append(PluginEntry(name, distribution, version, "failed", error=message, exception=error))
         else:
             entries.append(PluginEntry(name, distribution, version, "loaded", info))
     return entries
+
+
+def describe_failure(error: BaseException, module: str) -> str:
+    """``"KeyError: 'x' (at /path/plugin.py:12)"``: the error and where the plugin's code raised it.
+
+    The place is the deepest frame of the traceback in the plugin's top-level
+    package (the line of its failing import or statement), else the deepest
+    frame that is not importlib's own.
+    """
+    package = module.split(".", 1)[0]
+    in_plugin = elsewhere = None
+    traceback: TracebackType | None = error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        place = f"{code.co_filename}:{traceback.tb_lineno}"
+        if not code.co_filename.startswith("<"):
+            elsewhere = place
+            name = traceback.tb_frame.f_globals.get("__name__", "")
+            if isinstance(name, str) and (name == package or name.startswith(package + ".")):
+                in_plugin = place
+        traceback = traceback.tb_next
+    where = in_plugin or elsewhere
+    return f"{type(error).__name__}: {error}" + (f" (at {where})" if where else "")
 
 
 _registry = _Registry()

@@ -7,14 +7,18 @@ backends in one run, register more under other names with
 ``tracelet.register_plugin(recording_plugin("second"))``.
 
 The pytest fixtures (``tracelet_run``, ``tracelet_recording``,
-``tracelet_start``) come from ``tracelet.testing.pytest_plugin``, which pytest
-loads automatically when tracelet-core is installed.
+``tracelet_start``, ``tracelet_plugins``) come from
+``tracelet.testing.pytest_plugin``, which pytest loads automatically when
+tracelet-core is installed. The conformance suite every backend passes is
+:class:`tracelet.testing.conformance.BackendConformance`; :func:`recorded`
+reads the recording backend's runs back for it. See docs/testing.md.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 import attrs
@@ -23,7 +27,25 @@ from tracelet.hookspecs import hookimpl
 from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.records import Artifact, Media, Metric, Param, Record, RunStatus, Tag
 
-__all__ = ["RecordingBackend", "RecordingSettings", "recording_plugin", "tracelet_plugin_info"]
+__all__ = ["RecordingBackend", "RecordingSettings", "recorded", "recording_plugin", "tracelet_plugin_info"]
+
+_RECORDED: dict[str, list[weakref.ref[RecordingBackend]]] = {}
+"""The recording backends' "store": backend run id -> every backend object that started it, in order.
+
+Weak references: a backend lives as long as its run (or replay result) is referenced, no longer."""
+_RECORDED_LOCK = threading.Lock()
+
+
+def recorded(run_id: str) -> list[RecordingBackend]:
+    """Every recording backend that started (or, on replay, resumed) the backend run ``run_id``, in order.
+
+    The recording backend keeps records in memory; this is how a test reads
+    one backend run back across a resume (``tracelet replay``), the way a
+    real backend's store would be read.
+    """
+    with _RECORDED_LOCK:
+        alive = (reference() for reference in _RECORDED.get(run_id, ()))
+        return [backend for backend in alive if backend is not None]
 
 
 @attrs.frozen
@@ -59,6 +81,8 @@ class RecordingBackend:
         run_id = f"recording-{run.id}"
         # Its run ids derive from the Tracelet run id, so attaching is recognising our own id.
         self.resumed = run_id in run.resume.values()
+        with _RECORDED_LOCK:
+            _RECORDED.setdefault(run_id, []).append(weakref.ref(self))
         self._called("tracelet_backend_start", 0)
         return BackendRunRef(id=run_id, url=None)
 
@@ -133,6 +157,10 @@ def _recording_info(name: str, enabled_by_default: bool) -> PluginInfo:
         settings=RecordingSettings,
         description="In-memory backend for tests (tracelet.testing)",
         enabled_by_default=enabled_by_default,
+        unsupported={
+            "permanent_error": "it keeps every record in memory, as given: there is no input it cannot take",
+            "resume_setting": "it has no settings to name a run; it attaches only through RunInfo.resume (replay)",
+        },
     )
 
 
