@@ -65,3 +65,9 @@ def run_git_collector(tracelet_start: Callable[..., Run]) -> Callable[..., Recor
         return backend
 
     return run
+
+
+@pytest.fixture
+def tracelet_plugins() -> list[str]:
+    """The plugins the ``tracelet_start`` fixture loads besides the recording backend."""
+    return ["git"]

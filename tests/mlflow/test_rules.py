@@ -146,17 +146,19 @@ def test_long_values_are_truncated_and_kept_whole_as_artifacts(
     assert dict(backend.adjustments) == {"param_truncated": 1, "tag_truncated": 1}
 
 
-def test_missing_artifact_fails_only_its_batch(sqlite_uri: str, start_mlflow: Start, tmp_path: Path) -> None:
+def test_a_missing_artifact_is_refused_at_the_door_and_the_others_are_uploaded(
+    sqlite_uri: str, start_mlflow: Start, tmp_path: Path
+) -> None:
     present = tmp_path / "present.txt"
     present.write_text("here")
     run = start_mlflow(sqlite_uri)
     run.log_artifact(tmp_path / "absent.txt")
     run.log_artifact(present)
-    assert not run.stop(timeout=60)  # a record failed
-    stats = run.stats()["mlflow"]
-    assert stats.failed == 2
-    assert "absent.txt" in (stats.last_error or "")
+    assert run.stop(timeout=60) is True  # the absent file never reached MLflow: its batch is whole
+    stats = run.stats()
+    assert (stats["mlflow"].failed, stats["mlflow"].delivered) == (0, 1)
+    assert stats.rejected == {"artifact:absent.txt": 1}
     backend = run.get_plugin("mlflow")
     assert isinstance(backend, MlflowBackend)
     listed = [item.path for item in MlflowClient(sqlite_uri).list_artifacts(backend.run_id)]
-    assert listed == ["present.txt"]  # uploaded although its batch counted as failed
+    assert listed == ["present.txt"]

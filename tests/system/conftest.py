@@ -40,3 +40,9 @@ def start_system(tracelet_start: Callable[..., Run]) -> Callable[..., Run]:
         return tracelet_start(backends=["recording"], config={"system": {"interval": INTERVAL, **settings}})
 
     return start
+
+
+@pytest.fixture
+def tracelet_plugins() -> list[str]:
+    """The plugins the ``tracelet_start`` fixture loads besides the recording backend."""
+    return ["system"]

@@ -111,7 +111,8 @@ def _build_run(arguments: Mapping[str, Any]) -> Run:
     core = resolved.core
     failed = [entry for entry in entries if entry.status == "failed"]
     if core.strict and failed:
-        raise PluginError("plugins failed to load: " + "; ".join(_describe_failure(entry) for entry in failed))
+        message = "plugins failed to load: " + "; ".join(_describe_failure(entry) for entry in failed)
+        raise PluginError(message) from failed[0].exception
 
     rank = global_rank()
     if rank not in (None, 0) and not core.log_all_ranks:
