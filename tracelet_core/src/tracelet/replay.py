@@ -146,7 +146,10 @@ def _open(directory: Path) -> tuple[dict[str, Any], RunInfo, BackendSpool, Backe
     except Exception as error:  # whatever is wrong in it, it is unreadable
         raise ValueError(f"meta.json: {type(error).__name__}: {error}") from error
     spool = BackendSpool.open_existing(directory, run, backend)
-    rejected = BackendSpool.open_existing(directory / "rejected", run, backend)
+    try:
+        rejected = BackendSpool.open_existing(directory / "rejected", run, backend)
+    except ValueError as error:
+        raise ValueError(f"rejected/{error}") from error
     return meta, run, spool, rejected
 
 
