@@ -24,7 +24,7 @@ import pytest
 import tracelet
 from tracelet import spool as spool_module
 from tracelet.records import Record
-from tracelet.spool import MAGIC, BackendSpool, encode_records
+from tracelet.spool import MAGIC, BackendSpool, encode_records, find_spools
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 RUN = tracelet.RunInfo("0" * 32, "p", "n", 0.0, "0", ("recording",), ("recording",))
@@ -199,6 +199,20 @@ def test_a_head_segment_that_cannot_be_written_leaves_nothing_behind(small_disk:
     assert len(_segments(directory)) == 1 and spool.pending == 1000
     spool.maybe_sync()
     assert _steps(_after_crash(directory)) == list(range(1000, 2000))
+
+
+def test_a_spool_begun_on_a_full_disk_gets_its_meta_json_once_space_is_back(small_disk: Path) -> None:
+    directory = small_disk / RUN.id / "recording"
+    spool = BackendSpool(directory, RUN, "recording", fsync_interval=0.0)
+    filler = _fill(small_disk)
+    with pytest.raises(OSError, match=NO_SPACE):
+        _append(spool, _metrics(0, 100))  # meta.json cannot be written
+    filler.unlink()
+    _append(spool, _metrics(100, 200))
+    spool.maybe_sync()
+    # Before the fix the segment was written without meta.json: replay never found it.
+    assert find_spools(small_disk) == [directory]
+    assert _steps(_after_crash(directory)) == list(range(100, 200))
 
 
 class _FakeFullDisk:

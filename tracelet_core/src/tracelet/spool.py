@@ -421,15 +421,21 @@ class BackendSpool:
         return self._opened and any(self.directory.glob("*.seg"))
 
     def _ensure_directory(self) -> None:
+        """Create the directory, its lock and ``meta.json`` before the first segment.
+
+        Done again by the next write if it failed (a full disk): a segment
+        never exists without the ``meta.json`` that makes replay find it.
+        """
         if self._opened:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._opened = True
         if self._create_lock:
-            self._lock_file = (self.directory / "lock").open("ab")
-            if _HAS_FLOCK:
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._lock_file is None:
+                self._lock_file = (self.directory / "lock").open("ab")
+                if _HAS_FLOCK:
+                    fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._write_meta()
+        self._opened = True
 
     def acquire(self) -> bool:
         """Take the cross-process lock of an existing spool (replay); ``False`` if another process holds it."""
