@@ -245,3 +245,21 @@ def test_a_backend_failing_every_record_is_down_replay_stops_and_leaves_the_spoo
     assert _steps(result.plugin.records) == list(range(200))  # type: ignore[attr-defined]
     assert result.plugin.status is tracelet.RunStatus.FINISHED  # type: ignore[attr-defined]
     assert not directory.exists()
+
+
+def test_a_stop_keeps_every_record_after_the_first_one_in_doubt_in_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Steps 0-2 and 4-8 fail alone with a transient-looking error and nothing is taken: the backend is down.
+    # Step 3 was refused for good meanwhile, but it comes after step 0, which stays: so must step 3, in order.
+    root = tmp_path / "spool"
+    directory = _spool(root, "fixture-picky", _metrics(0, 20))
+    monkeypatch.setenv("TRACELET_FIXTURE_PICKY_POISON_STEPS", "0,1,2,4,5,6,7,8")
+    monkeypatch.setenv("TRACELET_FIXTURE_PICKY_REFUSE_STEPS", "3")
+    (result,) = replay(root, progress=None)
+    assert (result.sent, result.refused, result.left) == (0, 0, True)
+    assert result.error == (
+        "backend down: 8 records in a row failed, each sent alone: ConnectionError: fixture-picky: cannot store step 8"
+    )
+    assert not (directory / "rejected").exists()
+    assert _steps(_left_on_disk(directory)) == list(range(20))

@@ -219,14 +219,16 @@ def _send_part(
         if not records or (end is not None and segment_id > end[0]):
             return None
         batch = sender.send(records)
-        if batch.refused:
-            spool.reject([records[index] for index, _ in batch.refused])  # synced before the ack: never lost
-            result.refused += len(batch.refused)
-            result.refused_records += [(_describe(records[index]), reason) for index, reason in batch.refused]
+        resolved = batch.resolved
+        refused = [(index, reason) for index, reason in batch.refused if index < resolved]  # the rest stays, in order
+        if refused:
+            spool.reject([records[index] for index, _ in refused])  # synced before the ack: never lost
+            result.refused += len(refused)
+            result.refused_records += [(_describe(records[index]), reason) for index, reason in refused]
         before = part.undelivered_bytes()
-        if batch.resolved:
-            part.ack(segment_id, ends[batch.resolved - 1], batch.resolved)
-        result.sent += batch.resolved - len(batch.refused)
+        if resolved:
+            part.ack(segment_id, ends[resolved - 1], resolved)
+        result.sent += resolved - len(refused)
         shown.advance(before - part.undelivered_bytes(), result.sent)
         if batch.down is not None:
             return batch.down
