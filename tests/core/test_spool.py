@@ -122,6 +122,18 @@ def test_a_crash_after_part_of_the_head_was_delivered_resumes_after_it(tmp_path:
     assert _steps(_after_crash(directory)) == list(range(14, 20))
 
 
+def test_a_damaged_acked_json_sends_records_again_rather_than_skipping_them(tmp_path: Path) -> None:
+    directory = tmp_path / RUN.id / "recording"
+    spool = BackendSpool(directory, RUN, "recording", fsync_interval=0.0)
+    _append(spool, _metrics(0, 10))
+    spool.close(None)
+    (segment,) = directory.glob("*.seg")
+    (directory / "acked.json").write_text(json.dumps({segment.stem.lstrip("0"): 10**6}))  # beyond the segment's end
+    assert _steps(_after_crash(directory)) == list(range(10))
+    (directory / "acked.json").write_text("[1, 2]")  # not even a mapping
+    assert _steps(_after_crash(directory)) == list(range(10))
+
+
 # --- a disk that fills up, then frees ------------------------------------------------------------------------
 
 

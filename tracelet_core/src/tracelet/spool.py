@@ -401,7 +401,11 @@ class BackendSpool:
             segment_id = _segment_id(path)
             _check_magic(path)
             size = path.stat().st_size
-            spool._segments.append(_Segment(segment_id, path, size, max(len(MAGIC), acked.get(segment_id, len(MAGIC)))))
+            delivered = max(len(MAGIC), acked.get(segment_id, len(MAGIC)))
+            if delivered > size:  # acked.json was damaged: send the segment again whole rather than skip it
+                _log.warning("acked.json names more than its segment holds; the segment is sent from its start", path=str(path))
+                delivered = len(MAGIC)
+            spool._segments.append(_Segment(segment_id, path, size, delivered))
         spool._segments.sort(key=lambda segment: segment.id)
         used = [segment.id for segment in spool._segments] + list(acked)
         spool._highest_id = max([spool._highest_id, *used])
