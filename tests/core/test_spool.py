@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,10 @@ import pytest
 import tracelet
 from tracelet import spool as spool_module
 from tracelet.records import Record
+from tracelet.replay import replay
+from tracelet.run import Run
 from tracelet.spool import MAGIC, BackendSpool, encode_records, find_spools
+from tracelet_fixtures import hanging
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 RUN = tracelet.RunInfo("0" * 32, "p", "n", 0.0, "0", ("recording",), ("recording",))
@@ -225,6 +229,39 @@ def test_a_spool_begun_on_a_full_disk_gets_its_meta_json_once_space_is_back(smal
     # Before the fix the segment was written without meta.json: replay never found it.
     assert find_spools(small_disk) == [directory]
     assert _steps(_after_crash(directory)) == list(range(100, 200))
+
+
+def test_a_run_whose_spool_disk_fills_for_a_while_counts_exactly_what_replay_delivers(
+    small_disk: Path, tracelet_start: Callable[..., Run]
+) -> None:
+    # The real router and worker: a backend that hangs, so everything goes to a spool on a disk that fills.
+    run = tracelet_start(backends=["fixture-hanging"], spool_dir=str(small_disk / "spool"))
+
+    def log_and_settle(start: int, stop: int) -> None:
+        for step in range(start, stop):
+            run.log_metric("m", float(step), step=step)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stats = run.stats()["fixture-hanging"]
+            if stats.queued == 0 and stats.spooled + stats.dropped == stop:
+                return
+            time.sleep(0.02)
+        raise AssertionError(run.stats()["fixture-hanging"])
+
+    log_and_settle(0, 3000)  # the batch stuck in the hook goes to a head segment, the rest to the tail
+    filler = _fill(small_disk)
+    log_and_settle(3000, 6000)  # the spool's writes fail: dropped
+    filler.unlink()
+    log_and_settle(6000, 8000)
+    assert run.stop(timeout=1) is False  # the backend hangs: what it has is left in the spool
+    stats = run.stats()["fixture-hanging"]
+    assert stats.spooled >= 5000 and stats.spooled + stats.dropped == 8000, stats
+    hanging.release()  # the server is back
+    (result,) = replay(small_disk / "spool", progress=None)
+    steps = _steps(result.plugin.records)  # type: ignore[attr-defined]
+    assert len(steps) == result.sent == stats.spooled  # what was counted spooled is what replay delivers
+    assert steps == sorted(steps) and steps[:3000] == list(range(3000)) and steps[-2000:] == list(range(6000, 8000))
+    assert result.ok
 
 
 class _FakeFullDisk:
