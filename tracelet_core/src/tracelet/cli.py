@@ -66,13 +66,18 @@ def _replay(path: str | None) -> int:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    results = replay(Path(path))
+    try:
+        results = replay(Path(path))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for result in results:
-        outcome = f"left in the spool: {result.error}" if result.left else "done"
-        print(f"{result.backend} run {result.run_id}: {result.sent} records sent, {outcome}", file=sys.stderr)
+        for line in result.report():
+            print(line, file=sys.stderr)
     if not results:
         print(f"nothing to replay in {Path(path).absolute()}", file=sys.stderr)
-    return 1 if any(result.left for result in results) else 0
+    # 1 when anything was not delivered: left in the spool, refused (kept in rejected/), or lost to a damaged segment
+    return 0 if all(result.ok for result in results) else 1
 
 
 _PLUGIN_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")

@@ -3,12 +3,28 @@
 For each ``<spool_dir>/<run>/<backend>/`` not locked by a live process, the
 backend plugin is created with today's configuration and started with
 ``RunInfo.resume = {backend: its run id}`` (from ``meta.json``), so it attaches
-to the run it was delivering to. The rejected part is sent first, then the
-pending segments, in order; each batch is acknowledged on disk once the hook
-returned, so an interrupted replay resumes where it stopped and a second
-replay sends nothing twice. The backend's run is then ended with the status
-the run had (``KILLED`` when the process died before ``stop()``), and the
-spool directory is deleted.
+to the run it was delivering to. The pending segments are sent in order, then
+the rejected part (records the backend refused before); each batch is
+acknowledged on disk once the hook returned, so an interrupted replay resumes
+where it stopped and a second replay sends nothing twice. The backend's run
+is then ended with the status the run had (``KILLED`` when the process died
+before ``stop()``), and the spool directory is deleted.
+
+What cannot go through is reported, tried once per replay, and never holds
+up the rest:
+
+- a directory that is not a spool this version reads (``meta.json``, a stray
+  ``*.seg``, another format version) is skipped and left as it is;
+- a batch that fails is retried (``retry_attempts``, ``retry_base``,
+  ``retry_cap`` of today's configuration; ``PermanentError`` is not retried),
+  then split in halves, recursively, each part sent once, until the records
+  that fail alone are found. A record that fails alone is *refused* — kept in
+  ``rejected/`` and named in the result — if it was refused for good
+  (``PermanentError``) or the backend took other records meanwhile; the others
+  are delivered, in order. With nothing taken, :data:`DOWN_AFTER` records in
+  a row failing alone (or every record sent) mean the backend is down: replay
+  stops there and leaves the spool as it is;
+- a torn or corrupt region of a segment is skipped and reported.
 """
 
 from __future__ import annotations
@@ -23,14 +39,18 @@ import attrs
 
 from tracelet.config import resolve_config
 from tracelet.delivery import DeliveryPolicy
+from tracelet.errors import PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
 from tracelet.plugins import discover, hooks_of
-from tracelet.records import RunStatus, route_of
-from tracelet.spool import BackendSpool, converter, find_spools, read_meta
+from tracelet.records import Artifact, Metric, Param, Record, RunStatus, Tag, route_of
+from tracelet.spool import BackendSpool, Damage, SpoolPosition, converter, find_spools, read_meta
 
-__all__ = ["ReplayResult", "pending_spools", "replay"]
+__all__ = ["DOWN_AFTER", "ReplayResult", "pending_spools", "replay"]
 
-_ATTEMPTS = 3
+DOWN_AFTER = 8
+"""Records in a row that fail alone, with nothing taken in between, that mean the backend is down, not the records."""
+
+_NAMED = 10  # refused records named one by one in a report; more are counted
 
 
 @attrs.define
@@ -41,19 +61,49 @@ class ReplayResult:
     backend: str
     run_id: str
     sent: int = 0
+    refused: int = 0
+    """Records the backend refused (failing alone): kept in ``rejected/`` for a later replay."""
+    refused_records: list[tuple[str, str]] = attrs.Factory(list)
+    """``(record, reason)`` of each refused record, in order: ``("metric 'loss' step 3", "PermanentError: …")``."""
+    damaged: list[Damage] = attrs.Factory(list)
+    """Torn or corrupt regions skipped: their records are lost."""
     left: bool = False
-    """Whether records remain (an error stopped the replay, or another process holds the spool)."""
+    """Whether the directory remains: records undelivered (an error stopped the replay, another process holds
+    the spool, the directory is unreadable) or refused."""
     error: str | None = None
+    """Why replay stopped, or skipped the directory."""
+    unreadable: bool = False
+    """The directory is not a spool this version reads: skipped, untouched."""
     plugin: object = None
     """The backend object that received the records (tests read it back)."""
 
+    @property
+    def ok(self) -> bool:
+        """Everything was delivered: nothing left, refused or lost."""
+        return not self.left and not self.damaged
 
-def pending_spools(root: Path, exclude_run: str | None = None) -> list[Path]:
+    def report(self) -> list[str]:
+        """The lines ``tracelet replay`` prints for this directory."""
+        if self.unreadable:
+            return [f"{self.directory}: skipped: {self.error}"]
+        prefix = f"{self.backend} run {self.run_id}: "
+        outcome = []
+        if self.refused:
+            names = ", ".join(f"{record} ({reason})" for record, reason in self.refused_records[:_NAMED])
+            if self.refused > _NAMED:
+                names += f", and {self.refused - _NAMED} more"
+            outcome.append(f"{self.refused} refused, kept in {self.directory / 'rejected'}: {names}")
+        if self.error is not None:
+            outcome.append(f"left in the spool: {self.error}")
+        lines = [prefix + f"{self.sent} records sent, " + ("; ".join(outcome) or "done")]
+        lines += [prefix + damage.describe() for damage in self.damaged]
+        return lines
+
+
+def pending_spools(root: Path) -> list[Path]:
     """Spool directories under ``root`` that no live process holds: runs whose delivery did not complete."""
     found = []
     for directory in find_spools(root):
-        if directory.parent.name == exclude_run:
-            continue
         probe = BackendSpool(directory, _placeholder_run(), directory.name, fsync_interval=0.0, create_lock=False)
         if probe.acquire():
             probe.release()
@@ -62,23 +112,60 @@ def pending_spools(root: Path, exclude_run: str | None = None) -> list[Path]:
 
 
 def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
-    """Replay every pending spool under ``root``; see the module docstring."""
+    """Replay every pending spool under ``root``; see the module docstring.
+
+    Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
+    spool that cannot be replayed is reported in its result, never raised.
+    """
     entries = discover()
     loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
     ignored = frozenset(entry.name for entry in entries if entry.info is None)
-    settings = resolve_config(loaded, {}, ignored_plugins=ignored).plugin_settings
-    return [_replay_one(directory, loaded, settings, progress) for directory in find_spools(root)]
+    resolved = resolve_config(loaded, {}, ignored_plugins=ignored)
+    core = resolved.core
+    policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
+    results = []
+    for directory in find_spools(root):
+        result = ReplayResult(directory, directory.name, directory.parent.name)
+        try:
+            _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
+        except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
+            result.left, result.error = True, f"{type(error).__name__}: {error}"
+        results.append(result)
+    return results
 
 
-def _replay_one(directory: Path, loaded: dict[str, PluginInfo], settings: Any, progress: TextIO | None) -> ReplayResult:
+def _open(directory: Path) -> tuple[dict[str, Any], RunInfo, BackendSpool, BackendSpool]:
+    """Read a spool directory: meta, run, pending and rejected parts; ``ValueError`` when it is not one."""
     meta = read_meta(directory)
-    run = converter.structure(meta["run"], RunInfo)
-    backend = str(meta["backend"])
-    result = ReplayResult(directory, backend, run.id)
+    try:
+        run = converter.structure(meta["run"], RunInfo)
+        backend = meta["backend"]
+        if not isinstance(backend, str):
+            raise TypeError(f"backend is {backend!r}")
+    except Exception as error:  # whatever is wrong in it, it is unreadable
+        raise ValueError(f"meta.json: {type(error).__name__}: {error}") from error
     spool = BackendSpool.open_existing(directory, run, backend)
+    try:
+        rejected = BackendSpool.open_existing(directory / "rejected", run, backend)
+    except ValueError as error:
+        raise ValueError(f"rejected/{error}") from error
+    return meta, run, spool, rejected
+
+
+def _replay_one(
+    result: ReplayResult, loaded: dict[str, PluginInfo], settings: Any, policy: DeliveryPolicy, progress: TextIO | None
+) -> None:
+    try:
+        meta, run, spool, rejected = _open(result.directory)
+    except ValueError as error:
+        result.left, result.unreadable, result.error = True, True, str(error)
+        return
+    result.backend, result.run_id = str(meta["backend"]), run.id
+    backend = result.backend
     if not spool.acquire():
         result.left, result.error = True, "in use by a running process"
-        return result
+        return
+    spool.rejected = rejected  # close() keeps the directory while rejected/ holds records
     try:
         info = loaded.get(backend)
         if info is None:
@@ -90,61 +177,205 @@ def _replay_one(directory: Path, loaded: dict[str, PluginInfo], settings: Any, p
         if previous:
             run = attrs.evolve(run, resume={backend: previous["id"]})
         run = attrs.evolve(run, backend=backend)
-        ref = _retrying(lambda: hooks.tracelet_backend_start(run=run))
+        ref = _retrying(policy, lambda: hooks.tracelet_backend_start(run=run))
         spool.set_ref(ref if isinstance(ref, BackendRunRef) else None)
-        parts = [BackendSpool.open_existing(directory / "rejected", run, backend)] if (directory / "rejected").is_dir() else []
-        parts.append(spool)
-        total = sum(part.undelivered_bytes() for part in parts)
-        done = 0
-        for part in parts:
-            while True:
-                records, segment_id, ends = part.read(info.max_batch_size)
-                if not records:
-                    break
-                hook_name, argument = route_of(records[0])
-                _retrying(lambda: getattr(hooks, hook_name)(**{argument: records}))  # noqa: B023 - called at once
-                before = part.undelivered_bytes()
-                part.ack(segment_id, ends[-1], len(records))
-                done += before - part.undelivered_bytes()
-                result.sent += len(records)
-                _show(progress, backend, run.name, done, total, result.sent)
-        _retrying(lambda: hooks.tracelet_backend_flush())
-        status = RunStatus(meta.get("status") or RunStatus.KILLED)
-        _retrying(lambda: hooks.tracelet_backend_end(status=status))
-        for part in parts[:-1]:
-            part.close(None)
+        sender = _Sender(hooks, policy)
+        shown = _Progress(progress, backend, run.name, spool.undelivered_bytes() + rejected.undelivered_bytes())
+        before_replay = rejected.position()  # what this replay refuses is not sent again in this replay
+        result.error = _send_part(spool, None, spool, sender, info.max_batch_size, result, shown)
+        if result.error is None:  # the pending records went: now what was refused before
+            result.error = _send_part(rejected, before_replay, spool, sender, info.max_batch_size, result, shown)
+        if result.error is None:
+            _retrying(policy, lambda: hooks.tracelet_backend_flush())
+            status = RunStatus(meta.get("status") or RunStatus.KILLED)
+            _retrying(policy, lambda: hooks.tracelet_backend_end(status=status))
     except Exception as error:  # noqa: BLE001 - report the failure, leave the spool for a later replay
-        result.left, result.error = True, f"{type(error).__name__}: {error}"
-        spool.release()
+        result.error = f"{type(error).__name__}: {error}"
+    finally:
+        result.damaged = spool.damaged + rejected.damaged
         if progress is not None:
-            print(f"\n{backend} {run.name}: stopped: {result.error}", file=progress)
-        return result
+            print(file=progress)
+    if result.error is not None:
+        rejected.close(None)
+        spool.release()
+        result.left = True
+        return
     result.left = spool.close(None)
-    if progress is not None:
-        print(file=progress)
-    return result
 
 
-def _retrying(call: Callable[[], Any]) -> Any:
-    policy = DeliveryPolicy(retry_base=0.5, retry_cap=5.0)
-    for attempt in range(1, _ATTEMPTS + 1):
+def _send_part(
+    part: BackendSpool,
+    end: SpoolPosition | None,
+    spool: BackendSpool,
+    sender: _Sender,
+    batch_size: int,
+    result: ReplayResult,
+    shown: _Progress,
+) -> str | None:
+    """Send one part of the spool (up to ``end``); refused records go to ``rejected/``. Returns why it stopped."""
+    while True:
+        records, segment_id, ends = part.read(batch_size)
+        if not records or (end is not None and segment_id > end[0]):
+            return None
+        batch = sender.send(records)
+        resolved = batch.resolved
+        refused = [(index, reason) for index, reason in batch.refused if index < resolved]  # the rest stays, in order
+        if refused:
+            spool.reject([records[index] for index, _ in refused])  # synced before the ack: never lost
+            result.refused += len(refused)
+            result.refused_records += [(_describe(records[index]), reason) for index, reason in refused]
+        before = part.undelivered_bytes()
+        if resolved:
+            part.ack(segment_id, ends[resolved - 1], resolved)
+        result.sent += resolved - len(refused)
+        shown.advance(before - part.undelivered_bytes(), result.sent)
+        if batch.down is not None:
+            return batch.down
+
+
+@attrs.define
+class _Batch:
+    """One batch read from the spool, as the sender handled it."""
+
+    records: list[Record]
+    route: tuple[str, str]
+    handled: int = 0
+    """Records from the start that were delivered, refused or are suspects."""
+    refused: list[tuple[int, str]] = attrs.Factory(list)
+    """``(index, reason)`` of the records refused."""
+    suspects: list[tuple[int, str]] = attrs.Factory(list)
+    """Records that failed alone with an error that may be the backend's (not ``PermanentError``), since the
+    backend last took a record: refused once it takes one, the reason to stop if it never does."""
+    down: str | None = None
+    """Why the backend is taken as down: sending stops."""
+
+    @property
+    def resolved(self) -> int:
+        """Records from the start that are delivered or refused: what may be acknowledged."""
+        return self.suspects[0][0] if self.suspects else self.handled
+
+
+class _BackendDown(Exception):
+    pass
+
+
+class _Sender:
+    """Sends batches to one backend: retries, then isolates the records that fail alone (see the module docstring)."""
+
+    def __init__(self, hooks: Any, policy: DeliveryPolicy) -> None:
+        self._hooks = hooks
+        self._policy = policy
+        self._took_any = False
+        self._failing = 0  # records in a row that failed alone (not PermanentError) since a record was taken
+
+    def send(self, records: list[Record]) -> _Batch:
+        batch = _Batch(records, route_of(records[0]))
+        error = self._call(batch, 0, len(records), self._policy.retry_attempts)
+        if error is None:
+            return batch
+        try:
+            self._isolate(batch, 0, len(records), error)
+        except _BackendDown as down:
+            batch.down = str(down)
+            return batch
+        if batch.suspects:
+            if self._took_any:  # the backend takes records: these fail on their own
+                batch.refused += batch.suspects
+                batch.suspects.clear()
+            else:
+                batch.down = _down(self._failing, batch.suspects[-1][1])
+        return batch
+
+    def _isolate(self, batch: _Batch, start: int, stop: int, error: Exception) -> None:
+        """``records[start:stop]`` failed together: find the records that fail alone, delivering the others."""
+        if stop - start == 1:
+            self._alone(batch, start, error)
+            return
+        middle = (start + stop) // 2
+        for low, high in ((start, middle), (middle, stop)):
+            failure = self._call(batch, low, high, 1)
+            if failure is not None:
+                self._isolate(batch, low, high, failure)
+
+    def _alone(self, batch: _Batch, index: int, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        batch.handled = index + 1
+        if isinstance(error, PermanentError):
+            batch.refused.append((index, reason))  # the backend answered: this record is the problem
+            return
+        batch.suspects.append((index, reason))
+        self._failing += 1
+        if self._failing >= DOWN_AFTER:
+            raise _BackendDown(_down(self._failing, reason))
+
+    def _call(self, batch: _Batch, start: int, stop: int, attempts: int) -> Exception | None:
+        """Send ``records[start:stop]``, ``attempts`` times at most; the error of the last attempt, or ``None``."""
+        hook_name, argument = batch.route
+        for attempt in range(1, attempts + 1):
+            try:
+                getattr(self._hooks, hook_name)(**{argument: batch.records[start:stop]})
+            except PermanentError as error:
+                return error
+            except Exception as error:  # noqa: BLE001 - retried, then isolated
+                if attempt == attempts:
+                    return error
+                time.sleep(self._policy.backoff(attempt))
+            else:
+                self._took_any = True
+                self._failing = 0
+                batch.refused += batch.suspects  # taken after they failed: they fail on their own
+                batch.suspects.clear()
+                batch.handled = stop
+                return None
+        return None  # pragma: no cover - attempts >= 1
+
+
+def _down(failing: int, reason: str) -> str:
+    records = "1 record" if failing == 1 else f"{failing} records"
+    return f"backend down: {records} in a row failed, each sent alone: {reason}"
+
+
+def _retrying(policy: DeliveryPolicy, call: Callable[[], Any]) -> Any:
+    """A control hook (start, flush, end), retried like a batch; ``PermanentError`` is not retried."""
+    for attempt in range(1, policy.retry_attempts + 1):
         try:
             return call()
+        except PermanentError:
+            raise
         except Exception:
-            if attempt == _ATTEMPTS:
+            if attempt == policy.retry_attempts:
                 raise
             time.sleep(policy.backoff(attempt))
-    return None
+    return None  # pragma: no cover - retry_attempts >= 1
 
 
-def _show(progress: TextIO | None, backend: str, run_name: str, done: int, total: int, sent: int) -> None:
-    if progress is None:
-        return
-    width = 30
-    filled = width if total <= 0 else min(width, width * done // total)
-    percent = 100 if total <= 0 else min(100, 100 * done // total)
-    progress.write(f"\r{backend} {run_name} [{'#' * filled}{'.' * (width - filled)}] {percent:3d}% {sent} records")
-    progress.flush()
+def _describe(record: Record) -> str:
+    """A record as a report names it: ``metric 'loss' step 3``, ``param 'lr'``, ``artifact 'model.pt'``."""
+    if isinstance(record, Metric):
+        return f"metric {record.name!r} step {record.step}"
+    if isinstance(record, (Param, Tag, Artifact)):
+        return f"{type(record).__name__.lower()} {record.name!r}"
+    return f"{type(record).__name__.lower()} {record.name!r} step {record.step}"
+
+
+class _Progress:
+    """The progress bar on stderr: bytes acknowledged of the bytes there were to send."""
+
+    def __init__(self, stream: TextIO | None, backend: str, run_name: str, total: int) -> None:
+        self._stream = stream
+        self._label = f"{backend} {run_name}"
+        self._total = total
+        self._done = 0
+
+    def advance(self, done: int, sent: int) -> None:
+        self._done += max(0, done)
+        if self._stream is None:
+            return
+        width = 30
+        filled = width if self._total <= 0 else min(width, width * self._done // self._total)
+        percent = 100 if self._total <= 0 else min(100, 100 * self._done // self._total)
+        self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {percent:3d}% {sent} records")
+        self._stream.flush()
 
 
 def _placeholder_run() -> RunInfo:

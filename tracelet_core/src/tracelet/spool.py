@@ -6,13 +6,25 @@ Layout, per run and backend (``<spool_dir>/<run id>/<backend>/``)::
     lock                  held (flock) by the process that writes the spool, and by ``tracelet replay``
     acked.json            {segment id: byte offset delivered up to}, for partly delivered segments
     00000001000000000000.seg ...   append-only segment files, read in ascending id order
-    rejected/             the same layout, for batches the backend refused with PermanentError
+    rejected/             the same layout, for records the backend refused
 
 A segment file is ``MAGIC`` followed by frames ``<u32 length><u32 crc32(payload)><payload>``
 (little endian). A torn write at a crash leaves a short or corrupt last frame: the
 reader stops there, so at most that record is lost and it is never misread. The
 payload is one record (see :func:`encode_record`); the format is documented in
 ``docs/reliability.md`` and versioned by ``MAGIC``.
+
+Three rules keep what is on disk exactly what the spool counts, through
+crashes and full disks:
+
+- a segment id is never used twice in a directory (tail ids count up, head
+  ids down, and a drained spool goes on from where it was), so an entry of
+  ``acked.json`` can only ever describe the segment it was written for;
+- ``acked.json`` is rewritten whenever a segment is deleted, and removed when
+  nothing is partly delivered;
+- a write that fails (a full disk) leaves nothing of itself: the segment is
+  cut back to its last good frame and closed, and the next write starts a new
+  one, so records written once space came back never sit behind a torn frame.
 
 Thread safety: a :class:`BackendSpool` is not thread-safe; its owner (the
 backend's worker) serialises every call with one lock shared by the router,
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import queue
@@ -40,7 +53,7 @@ import cattrs
 
 from tracelet.info import BackendRunRef, RunInfo
 from tracelet.log import get_logger
-from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, Record, RunStatus, Tag, Text
+from tracelet.records import ROUTES, Artifact, Figure, Histogram, Image, Metric, Param, Record, RunStatus, Tag, Text
 
 try:  # POSIX: a lock that the kernel releases when the process dies, even by SIGKILL
     import fcntl
@@ -53,6 +66,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "BackendSpool",
+    "Damage",
     "SpoolPosition",
     "decode_record",
     "encode_record",
@@ -62,6 +76,9 @@ __all__ = [
 ]
 
 _log = get_logger()
+
+_write = os.write
+"""How the spool writes bytes to a file: one place, so that a test can fake a full disk where none can be made."""
 
 FORMAT_VERSION = 1
 MAGIC = b"TLSPOOL" + bytes([FORMAT_VERSION])
@@ -193,10 +210,21 @@ def iter_frames(file: BinaryIO, offset: int, limit: int) -> Iterator[tuple[bytes
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
-    """``meta.json`` of a backend's spool directory."""
-    meta: dict[str, Any] = json.loads((directory / "meta.json").read_text("utf-8"))
-    if meta.get("format") != "tracelet-spool" or meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: not a tracelet spool of format version {FORMAT_VERSION}")
+    """``meta.json`` of a backend's spool directory.
+
+    Raises ``ValueError`` saying what is wrong (without the directory) when it
+    cannot be read, is not a spool's, or is of another format version.
+    """
+    try:
+        meta = json.loads((directory / "meta.json").read_text("utf-8"))
+    except (OSError, ValueError) as error:  # a decoding error is a ValueError too
+        raise ValueError(f"meta.json is unreadable: {type(error).__name__}: {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != "tracelet-spool":
+        raise ValueError("meta.json: not the metadata of a tracelet spool")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"meta.json: spool format version {meta.get('version')!r}; this tracelet-core reads version {FORMAT_VERSION}"
+        )
     return meta
 
 
@@ -204,14 +232,99 @@ def find_spools(root: Path) -> list[Path]:
     """Every backend spool directory under ``root`` (``<root>/<run>/<backend>``), oldest run first."""
     if not root.is_dir():
         return []
-    found = [meta.parent for meta in root.glob("*/*/meta.json")]
-    return sorted(found, key=lambda path: (path.stat().st_mtime, str(path)))
+
+    def age(path: Path) -> tuple[float, str]:
+        try:
+            return (path.stat().st_mtime, str(path))
+        except OSError:  # deleted meanwhile (a replay in another process finished it)
+            return (0.0, str(path))
+
+    return sorted((meta.parent for meta in root.glob("*/*/meta.json")), key=age)
 
 
 def _write_json(path: Path, document: object) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(document, indent=1, sort_keys=True), "utf-8")
     os.replace(temporary, path)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """Write all of ``data``; a short write (a disk filling up) goes on until it completes or raises."""
+    view = memoryview(data)
+    while view:
+        written = _write(descriptor, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _create(path: Path) -> int:
+    """A new segment file, opened for writing; an existing file is never overwritten."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
+def _segment_id(path: Path) -> int:
+    """The id in a segment's name; ``ValueError`` for a ``*.seg`` file that is not named as a segment."""
+    if len(path.stem) != 20 or not path.stem.isdigit():
+        raise ValueError(f"{path.name} is not a spool segment (named <20 digits>.seg)")
+    return int(path.stem)
+
+
+def _check_magic(path: Path) -> None:
+    """``ValueError`` for a segment of another format (version); a segment cut short in its magic holds nothing."""
+    with path.open("rb") as file:
+        start = file.read(len(MAGIC))
+    if MAGIC.startswith(start):
+        return
+    if len(start) == len(MAGIC) and start[:-1] == MAGIC[:-1]:
+        raise ValueError(f"{path.name}: spool format version {start[-1]}; this tracelet-core reads version {FORMAT_VERSION}")
+    raise ValueError(f"{path.name} is not a spool segment (it does not start with {MAGIC[:-1].decode()})")
+
+
+@attrs.frozen
+class Damage:
+    """A region of a segment that could not be read (a torn or corrupt frame): skipped, its records lost."""
+
+    path: Path
+    start: int
+    """Byte offset of the first unreadable byte."""
+    end: int
+    """Byte offset where the skipped region ends (the segment's end)."""
+    reason: str
+    """``torn frame``, ``checksum mismatch`` or ``corrupt frame header``."""
+    records: int | None
+    """Records lost, when the region tells (``None``: unknown)."""
+
+    def describe(self) -> str:
+        """One line: ``skipped bytes START-END of PATH: REASON (N records lost)``."""
+        if self.records is None:
+            lost = "an unknown number of records"
+        else:
+            lost = f"{self.records} record" + ("s" if self.records != 1 else "")
+        return f"skipped bytes {self.start}-{self.end} of {self.path}: {self.reason} ({lost} lost)"
+
+
+def _inspect(path: Path, start: int, end: int) -> Damage:
+    """What the unreadable region ``[start, end)`` of a segment is, and how many records it held if that can be told."""
+    with path.open("rb") as file:
+        file.seek(start)
+        region = file.read(end - start)
+    if len(region) < _FRAME.size:
+        return Damage(path, start, end, "torn frame", 1)
+    length, _ = _FRAME.unpack_from(region)
+    if length > _MAX_FRAME:
+        return Damage(path, start, end, "corrupt frame header", None)
+    if _FRAME.size + length > len(region):
+        return Damage(path, start, end, "torn frame", 1)  # the write of the last frame was cut short
+    # A payload's bytes are damaged: if the length fields from here lead exactly to the end, each is a record.
+    offset = count = 0
+    while offset + _FRAME.size <= len(region):
+        length, _ = _FRAME.unpack_from(region, offset)
+        if length > _MAX_FRAME:
+            break
+        offset += _FRAME.size + length
+        count += 1
+    return Damage(path, start, end, "checksum mismatch", count if offset == len(region) else None)
 
 
 # --- the spool of one backend --------------------------------------------------------------
@@ -231,7 +344,8 @@ class BackendSpool:
     """Segments of one backend in one run: append at the tail, prepend at the head, read and ack in order.
 
     Files are created on the first write. ``pending`` counts records written
-    and not yet acknowledged in this process.
+    and not yet acknowledged in this process: exactly the records a replay
+    would read, because a write that raises leaves none of its records behind.
     """
 
     def __init__(
@@ -249,16 +363,22 @@ class BackendSpool:
         self._fsync_interval = fsync_interval
         self._create_lock = create_lock
         self._segments: list[_Segment] = []
-        self._writer: BinaryIO | None = None
+        self._writer: int | None = None
+        """File descriptor of the open tail segment (unbuffered: what append wrote is in the file)."""
         self._unsynced = False
         self._last_sync = time.monotonic()
         self._lock_file: BinaryIO | None = None
         self._opened = False
         self._ref: BackendRunRef | None = None
         self._status: RunStatus | None = None
-        self._acked_offsets: dict[int, int] = {}
+        self._highest_id = _FIRST_ID - 1
+        """The highest segment id ever used here: the next tail segment gets the one above."""
+        self._lowest_id = _FIRST_ID
+        """The lowest segment id ever used here: the next head segment gets the one below."""
+        self._acked_on_disk = False
         self.pending = 0
-        self.written = 0
+        self.damaged: list[Damage] = []
+        """Unreadable regions that :meth:`read` skipped, in order (``tracelet replay`` reports them)."""
         self.rejected: BackendSpool | None = None
         if create_lock:
             self.rejected = BackendSpool(directory / "rejected", run, backend, fsync_interval=fsync_interval, create_lock=False)
@@ -267,15 +387,36 @@ class BackendSpool:
 
     @classmethod
     def open_existing(cls, directory: Path, run: RunInfo, backend: str) -> BackendSpool:
-        """A spool left on disk (for replay): its segments, with what was already acknowledged."""
+        """A spool left on disk (for replay): its segments, with what was already acknowledged.
+
+        The backend run and the status in ``meta.json``, if there is one, are
+        kept when the spool rewrites it. Raises ``ValueError`` for a directory
+        this version cannot read: a ``*.seg`` file not named as a segment, or a
+        segment of another format version.
+        """
         spool = cls(directory, run, backend, fsync_interval=0.0, create_lock=False)
-        spool._opened = True
+        spool._opened = directory.is_dir()
         acked = _read_acked(directory)
         for path in sorted(directory.glob("*.seg")):
-            segment_id = int(path.stem)
+            segment_id = _segment_id(path)
+            _check_magic(path)
             size = path.stat().st_size
-            spool._segments.append(_Segment(segment_id, path, size, max(len(MAGIC), acked.get(segment_id, len(MAGIC)))))
-        spool._acked_offsets = {s.id: s.acked for s in spool._segments if s.acked > len(MAGIC)}
+            delivered = max(len(MAGIC), acked.get(segment_id, len(MAGIC)))
+            if delivered > size:  # acked.json was damaged: send the segment again whole rather than skip it
+                _log.warning("acked.json names more than its segment holds; the segment is sent from its start", path=str(path))
+                delivered = len(MAGIC)
+            spool._segments.append(_Segment(segment_id, path, size, delivered))
+        spool._segments.sort(key=lambda segment: segment.id)
+        used = [segment.id for segment in spool._segments] + list(acked)
+        spool._highest_id = max([spool._highest_id, *used])
+        spool._lowest_id = min([spool._lowest_id, *used])
+        spool._acked_on_disk = (directory / "acked.json").exists()
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, cattrs.BaseValidationError):
+            meta = json.loads((directory / "meta.json").read_text("utf-8"))
+            if meta.get("status"):
+                spool._status = RunStatus(meta["status"])
+            if meta.get("backend_run"):
+                spool._ref = _CONVERTER.structure(meta["backend_run"], BackendRunRef)
         return spool
 
     @property
@@ -284,15 +425,21 @@ class BackendSpool:
         return self._opened and any(self.directory.glob("*.seg"))
 
     def _ensure_directory(self) -> None:
+        """Create the directory, its lock and ``meta.json`` before the first segment.
+
+        Done again by the next write if it failed (a full disk): a segment
+        never exists without the ``meta.json`` that makes replay find it.
+        """
         if self._opened:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._opened = True
         if self._create_lock:
-            self._lock_file = (self.directory / "lock").open("ab")
-            if _HAS_FLOCK:
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._lock_file is None:
+                self._lock_file = (self.directory / "lock").open("ab")
+                if _HAS_FLOCK:
+                    fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._write_meta()
+        self._opened = True
 
     def acquire(self) -> bool:
         """Take the cross-process lock of an existing spool (replay); ``False`` if another process holds it."""
@@ -313,11 +460,6 @@ class BackendSpool:
         if self._lock_file is not None:
             self._write_meta()
 
-    def set_status(self, status: RunStatus) -> None:
-        self._status = status
-        if self._lock_file is not None:
-            self._write_meta()
-
     def _write_meta(self) -> None:
         document = {
             "format": "tracelet-spool",
@@ -335,7 +477,14 @@ class BackendSpool:
     # --- writing ------------------------------------------------------------------
 
     def append(self, frames: bytes, count: int) -> None:
-        """Append encoded frames (from :func:`encode_records`) holding ``count`` records at the tail."""
+        """Append encoded frames (from :func:`encode_records`) holding ``count`` records at the tail.
+
+        All or nothing: when it raises ``OSError`` (a full disk), none of the
+        ``count`` records is in the spool — the tail segment was cut back to
+        its last good frame and closed, and the next call starts a new one —
+        so the caller counts all of them as lost, and nothing written later
+        is ever behind a torn frame.
+        """
         if not count:
             return
         self._ensure_directory()
@@ -344,29 +493,41 @@ class BackendSpool:
             tail = self._open_tail()
         writer = self._writer
         assert writer is not None
-        writer.write(frames)
+        try:
+            _write_all(writer, frames)
+        except OSError:
+            self._cut_tail(tail)
+            raise
         tail.size += len(frames)
         self.pending += count
-        self.written += count
         self._unsynced = True
 
     def prepend(self, records: Sequence[Record]) -> tuple[int, list[int]]:
-        """Write ``records`` as a new head segment, synced; return its id and each record's end offset."""
+        """Write ``records`` as a new head segment, synced; return its id and each record's end offset.
+
+        All or nothing, like :meth:`append`: when it raises, no file is left.
+        """
         self._ensure_directory()
         frames, ends = encode_records(records)
-        segment_id = (self._segments[0].id if self._segments else _FIRST_ID) - 1
+        self._lowest_id -= 1
+        segment_id = self._lowest_id
         path = self.directory / f"{segment_id:020d}.seg"
-        with path.open("wb") as file:
-            file.write(MAGIC + frames)
-            file.flush()
-            os.fsync(file.fileno())
+        descriptor = _create(path)
+        try:
+            _write_all(descriptor, MAGIC + frames)
+            os.fsync(descriptor)
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()  # half a head segment would replay records the caller counts as lost
+            raise
+        finally:
+            os.close(descriptor)
         self._segments.insert(0, _Segment(segment_id, path, len(MAGIC) + len(frames)))
         self.pending += len(records)
-        self.written += len(records)
         return segment_id, [len(MAGIC) + end for end in ends]
 
     def reject(self, records: Sequence[Record]) -> None:
-        """Keep a batch the backend refused for good in ``rejected/``, synced (replay sends it again)."""
+        """Keep records the backend refused for good in ``rejected/``, synced (replay sends them again)."""
         assert self.rejected is not None
         self._ensure_directory()
         frames, _ = encode_records(records)
@@ -375,34 +536,66 @@ class BackendSpool:
 
     def _open_tail(self) -> _Segment:
         self._close_writer(background=True)
-        segment_id = self._segments[-1].id + 1 if self._segments else _FIRST_ID
+        self._highest_id += 1
+        segment_id = self._highest_id
         path = self.directory / f"{segment_id:020d}.seg"
-        self._writer = path.open("wb")
-        self._writer.write(MAGIC)
+        descriptor = _create(path)
+        try:
+            _write_all(descriptor, MAGIC)
+        except OSError:
+            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._writer = descriptor
         segment = _Segment(segment_id, path, len(MAGIC))
         self._segments.append(segment)
         return segment
 
+    def _cut_tail(self, tail: _Segment) -> None:
+        """Close the tail segment after a failed write, cut back to its last good frame (``tail.size``)."""
+        descriptor = self._writer
+        assert descriptor is not None
+        self._writer = None
+        try:
+            os.ftruncate(descriptor, tail.size)
+        except OSError as error:  # pragma: no cover - truncating frees space; seen only on a failing device
+            _log.warning(
+                "spool segment could not be cut back after a failed write; replay may deliver part of that write",
+                path=str(tail.path),
+                error=f"{type(error).__name__}: {error}",
+            )
+        with contextlib.suppress(OSError):
+            if self._unsynced and self._fsync_interval >= 0:
+                _background_sync.submit(os.dup(descriptor))  # the good frames before the failure
+        self._unsynced = False
+        os.close(descriptor)
+
     def _close_writer(self, *, background: bool = False) -> None:
         if self._writer is not None:
-            self._sync_writer(background=background)
-            self._writer.close()
-            self._writer = None
+            try:
+                self._sync_writer(background=background)
+            finally:
+                os.close(self._writer)
+                self._writer = None
 
     def _sync_writer(self, *, background: bool = False) -> None:
-        """Hand the written bytes to the kernel and fsync them: now, or on the sync thread (``background``)."""
+        """Have the written bytes fsynced: now, or on the sync thread (``background``)."""
         if self._writer is not None and self._unsynced:
-            self._writer.flush()
+            self._unsynced = False
             if self._fsync_interval >= 0:
                 if background:
-                    _background_sync.submit(os.dup(self._writer.fileno()))
+                    _background_sync.submit(os.dup(self._writer))
                 else:
-                    os.fsync(self._writer.fileno())
-            self._unsynced = False
+                    os.fsync(self._writer)
         self._last_sync = time.monotonic()
 
     def maybe_sync(self) -> None:
-        """Flush the tail to the kernel and have it fsynced, if ``fsync_interval`` seconds passed since the last sync."""
+        """Have the tail fsynced if ``fsync_interval`` seconds passed since the last sync.
+
+        Writes are unbuffered: what :meth:`append` returned from is in the
+        kernel's page cache already, and survives the process being killed.
+        """
         if self._unsynced and time.monotonic() - self._last_sync >= self._fsync_interval:
             self._sync_writer(background=True)
 
@@ -427,35 +620,43 @@ class BackendSpool:
 
         Returns the records, the id of their segment and each one's end offset
         (for :meth:`ack`). A corrupt or torn frame ends its segment: what
-        follows it there is skipped and counted as lost.
+        follows it there is skipped, logged and added to :attr:`damaged`.
         """
-        while self._segments:
-            head = self._segments[0]
-            if head is self._segments[-1] and self._writer is not None:
-                self._writer.flush()  # make what the router buffered visible to this reader
-            records: list[Record] = []
-            ends: list[int] = []
-            route: type | None = None
-            with head.path.open("rb") as file:
-                for payload, end in iter_frames(file, head.acked, head.size):
-                    record = decode_record(payload)
-                    kind = _route_kind(record)
-                    if route is not None and kind is not route:
-                        break
-                    route = kind
-                    records.append(record)
-                    ends.append(end)
-                    if len(records) >= limit:
-                        break
-            if records:
-                return records, head.id, ends
-            if head.acked < head.size and not (head is self._segments[-1] and self._writer is not None):
-                _log.warning("spool segment has a torn or corrupt frame; the rest of it is skipped", path=str(head.path))
-                head.acked = head.size
-            if head is self._segments[-1] and self._writer is not None:
-                return [], head.id, []
-            self._drop_head()
-        return [], 0, []
+        dropped = False
+        try:
+            while self._segments:
+                head = self._segments[0]
+                open_tail = head is self._segments[-1] and self._writer is not None
+                records: list[Record] = []
+                ends: list[int] = []
+                route: tuple[str, str] | None = None
+                with head.path.open("rb") as file:
+                    for payload, end in iter_frames(file, head.acked, head.size):
+                        record = decode_record(payload)
+                        kind = ROUTES[type(record)]  # one batch is one routing hook call
+                        if route is not None and kind is not route:
+                            break
+                        route = kind
+                        records.append(record)
+                        ends.append(end)
+                        if len(records) >= limit:
+                            break
+                if records:
+                    return records, head.id, ends
+                if open_tail:
+                    return [], head.id, []
+                if head.acked < head.size:
+                    damage = _inspect(head.path, head.acked, head.size)
+                    self.damaged.append(damage)
+                    _log.warning("spool segment has a torn or corrupt frame; the rest of it is skipped", damage=damage.describe())
+                    self.pending = max(0, self.pending - (damage.records or 0))
+                    head.acked = head.size
+                self._drop_head()
+                dropped = True
+            return [], 0, []
+        finally:
+            if dropped:
+                self._save_acked()
 
     def ack(self, segment_id: int, offset: int, count: int) -> None:
         """Record that the ``count`` records of ``segment_id`` up to ``offset`` were delivered."""
@@ -472,8 +673,7 @@ class BackendSpool:
             if not self._segments:
                 break
             head = self._segments[0]
-        self._acked_offsets = {s.id: s.acked for s in self._segments if s.acked > len(MAGIC)}
-        _write_json(self.directory / "acked.json", {str(k): v for k, v in self._acked_offsets.items()})
+        self._save_acked()
 
     def undelivered_bytes(self) -> int:
         """Bytes written and not acknowledged (replay's progress measure)."""
@@ -484,19 +684,34 @@ class BackendSpool:
         return all(segment.acked >= segment.size for segment in self._segments)
 
     def reset_tail(self) -> None:
-        """Close and delete a fully acknowledged spool, so the next write starts afresh."""
+        """Close and delete a fully acknowledged spool, so the next write starts afresh (with new segment ids)."""
         if self.drained():
             self._close_writer()
             while self._segments:
                 self._drop_head()
+            self._save_acked()
 
     def _drop_head(self) -> None:
         segment = self._segments.pop(0)
         if self._writer is not None and not self._segments:
-            self._writer.close()
+            os.close(self._writer)
             self._writer = None
-        self._acked_offsets.pop(segment.id, None)
         segment.path.unlink(missing_ok=True)
+
+    def _save_acked(self) -> None:
+        """Make ``acked.json`` name exactly the partly delivered segments on disk (none: no file).
+
+        Called after segments are deleted, never before: a crash in between
+        leaves an entry for an id that is never used again, which is harmless.
+        """
+        offsets = {str(segment.id): segment.acked for segment in self._segments if segment.acked > len(MAGIC)}
+        path = self.directory / "acked.json"
+        if offsets:
+            _write_json(path, offsets)
+            self._acked_on_disk = True
+        elif self._acked_on_disk:
+            path.unlink(missing_ok=True)
+            self._acked_on_disk = False
 
     # --- closing -----------------------------------------------------------------------
 
@@ -508,7 +723,10 @@ class BackendSpool:
             self.rejected.close(None)
         if not self._opened:
             return False
-        self._close_writer()
+        try:
+            self._close_writer()
+        except OSError as error:  # the bytes are in the page cache; the kernel may still write them
+            _log.warning("spool fsync failed at close", path=str(self.directory), error=f"{type(error).__name__}: {error}")
         _background_sync.wait()
         left = not self.drained() or (self.rejected is not None and self.rejected.exists)
         if left:
@@ -520,6 +738,7 @@ class BackendSpool:
             self._segments.clear()
             for name in ("meta.json", "meta.tmp", "acked.json", "acked.tmp", "lock"):
                 (self.directory / name).unlink(missing_ok=True)
+            self._acked_on_disk = False
         self.release()
         if not left:
             _remove_empty(self.directory)
@@ -532,17 +751,16 @@ class BackendSpool:
             self._lock_file = None
 
 
-def _route_kind(record: Record) -> type:
-    kind = type(record)
-    return Image if kind in (Text, Histogram, Figure) else kind
-
-
 def _read_acked(directory: Path) -> dict[int, int]:
+    """``acked.json``; an unreadable one counts as empty: its segments are sent again whole, never skipped."""
     try:
         document = json.loads((directory / "acked.json").read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
+        return {int(key): int(value) for key, value in document.items()}
+    except FileNotFoundError:
         return {}
-    return {int(key): int(value) for key, value in document.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        _log.warning("acked.json is unreadable; its segments are sent from their start", path=str(directory), error=str(error))
+        return {}
 
 
 def _remove_empty(directory: Path) -> None:

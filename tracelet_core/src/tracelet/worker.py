@@ -245,6 +245,7 @@ class BackendWorker:
         self._retries = 0  # worker
         self._isolated = 0  # worker
         self._exhausted = False  # worker: the last _call failed its batch itself (not a breaker already open)
+        self._damage_seen = 0  # under _lock: entries of the spool's damaged list already counted
         self._suspect: tuple[object, ...] | None = None  # worker: the record that last failed alone (see _isolate)
         self._batches = 0
         self._losses_at_last_flush = 0
@@ -591,6 +592,12 @@ class BackendWorker:
             if self._is_abandoned():
                 return False
             records, segment_id, ends = self._guard(self._spool.read, self._max_batch_size) or ([], 0, [])
+            damaged = self._spool.damaged[self._damage_seen :]
+            if damaged:  # a torn or corrupt region of our own spool (a disk error): its records are lost
+                self._damage_seen += len(damaged)
+                self._dropped += sum(damage.records or 0 for damage in damaged)
+                for damage in damaged:
+                    self._record_error("spool", OSError(damage.describe()))
         if not records:
             self._wake.wait(_TICK)
             return True
