@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import pluggy
 
 from tracelet.info import RunInfo
+from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import is_record
 
@@ -40,6 +41,7 @@ class CollectorThread:
         return not self._thread.is_alive()
 
     def _work(self) -> None:
+        block_process_signals()
         self._emit(self._call("tracelet_collect_start", run=self._run_info))
         interval = self._call("tracelet_collect_interval")
         if isinstance(interval, int | float) and interval > 0:

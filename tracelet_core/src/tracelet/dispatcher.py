@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tracelet.checks import STEP_RANGE, RecordChecker
+from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, Metric, RunStatus
 from tracelet.redact import Redactor
@@ -209,6 +210,7 @@ class Dispatcher:
     # --- the router thread -----------------------------------------------------------------
 
     def _route(self) -> None:
+        block_process_signals()
         errors = 0
         while True:
             try:

@@ -27,12 +27,26 @@ from tracelet.records import RunStatus
 if TYPE_CHECKING:
     from tracelet.run import Run
 
-__all__ = ["install_signal_handlers", "register_exit_handler"]
+__all__ = ["block_process_signals", "install_signal_handlers", "register_exit_handler"]
 
 _exit_handler_registered = False
 _previous_sigterm: Any = None
 _sigterm_grace = 10.0
 _previous_excepthook: Any = None
+
+
+def block_process_signals() -> None:
+    """Called first on each of Tracelet's own threads: SIGTERM and SIGINT are then delivered to another thread.
+
+    The kernel hands a process-directed signal to any thread that does not
+    block it. Python runs handlers on the main thread only, and only once that
+    thread runs bytecode again: a signal that lands on one of our threads while
+    the main thread sleeps in a long system call (``time.sleep``, a blocking
+    read) would wait until that call returns. Blocked here, it interrupts the
+    main thread at once.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def _active() -> Run | None:

@@ -52,6 +52,7 @@ import attrs
 import cattrs
 
 from tracelet.info import BackendRunRef, RunInfo
+from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, Artifact, Figure, Histogram, Image, Metric, Param, Record, RunStatus, Tag, Text
 
@@ -802,6 +803,7 @@ class _BackgroundSync:
             thread.join(timeout)
 
     def _work(self) -> None:
+        block_process_signals()
         while True:
             with self._lock:
                 if self._descriptors.empty():

@@ -38,6 +38,7 @@ import pluggy
 from tracelet.delivery import BreakerState, CircuitBreaker, DeliveryPolicy
 from tracelet.errors import PermanentError
 from tracelet.info import BackendRunRef, RunInfo
+from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, RunStatus
 from tracelet.spool import BackendSpool, SpoolPosition, encode_records
@@ -417,6 +418,7 @@ class BackendWorker:
 
     def _work(self) -> None:
         """The thread: deliver until the end request; survive every error, and never die silently."""
+        block_process_signals()
         try:
             self._work_loop()
         except BaseException as error:  # noqa: BLE001 - the last resort: the records go to disk, stop() is told
