@@ -77,12 +77,13 @@ def tracelet_backend_start(run: RunInfo) -> BackendRunRef | None:
     Called first on the backend's worker thread, while ``tracelet.start()``
     has already returned; records logged meanwhile wait in the backend's
     queue. Import the backend library here. Return the backend's run id and
-    URL (shown by ``Run.backends``), or ``None``.
+    URL (shown by ``run.stats()[name].run_id`` and ``.url``), or ``None``.
 
-    When ``run.resume`` has an entry for this backend's name, the backend
-    must attach to that run (its id as returned here earlier) instead of
-    creating one: ``tracelet replay`` uses it to deliver spooled records to
-    the run they belong to. Return the same id.
+    When ``run.resume`` has an entry for this backend's name
+    (``run.resume.get(run.backend)``), the backend must attach to that run
+    (its id as returned here earlier) instead of creating one: ``tracelet
+    replay`` uses it to deliver spooled records to the run they belong to.
+    Return the same id.
 
     If it raises :class:`~tracelet.errors.PermanentError`, the backend is
     marked failed for this run: its records are counted as failed and its
