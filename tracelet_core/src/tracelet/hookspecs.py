@@ -1,23 +1,29 @@
-"""Every hook a Tracelet plugin can implement.
+"""Every hook a Tracelet plugin can implement, and what core does when one raises.
 
-A plugin is an importable object (usually a module) named by an entry point
+A plugin is an importable object (usually its package) named by an entry point
 in the ``tracelet`` group. It implements :func:`tracelet_plugin_info`, which
 declares the plugin's name, kind and settings and a ``factory``. For each
 run, core calls ``factory(settings)`` and registers the object it returns in
 a plugin manager of its own; that object implements the hooks of the plugin's
-kind with ``@tracelet.hookimpl`` methods and keeps whatever state it needs
-for the run.
+kind with ``@hookimpl`` methods (``from tracelet.plugin import hookimpl``) and
+keeps whatever state it needs for the run.
 
 Core calls one plugin's implementation at a time, inside its own error
-handling: an exception raised by a hook is logged (plugin, hook, error),
-counted in ``Run.stats()`` and never reaches the training script. In strict
-mode (``TRACELET_STRICT=1``) loading and configuration errors raise instead;
-errors during delivery are still isolated.
+handling: an exception raised by a hook never reaches the training script.
+It is counted in ``Run.stats()`` and logged (plugin, hook, error) once per
+distinct message. What else happens depends on the hook and is said in its
+docstring; in short, a backend's batch whose hook raised is retried with
+backoff and then spooled, never dropped, and one whose hook raised
+:class:`~tracelet.errors.PermanentError` is kept in the spool's rejected part.
+In strict mode (``TRACELET_STRICT=1``) loading and configuration errors raise
+instead; errors during delivery are still isolated.
 
 A hook implementation may accept a subset of the arguments listed here (a
-pluggy rule), so adding an argument to a hook later breaks no plugin.
-In strict mode a method decorated with ``@tracelet.hookimpl`` whose name is
-not a hook below is an error (``PluginManager.check_pending``).
+pluggy rule), so adding an argument to a hook later breaks no plugin. A
+method decorated with ``@hookimpl`` whose name is not a hook below is always
+an error, in strict mode or not (``PluginManager.check_pending``): on the
+declaring object the plugin fails to load; on the object ``factory`` returns
+the plugin is skipped for that run (strict mode: :class:`~tracelet.errors.PluginError`).
 """
 
 from __future__ import annotations
@@ -60,17 +66,8 @@ def tracelet_plugin_info() -> PluginInfo:
 
 
 # --- Routing: backends ----------------------------------------------------------
-#
-# All routing hooks of one backend run on that backend's own worker thread, one
-# at a time and in the order records were logged, so a backend needs no locks.
-# A routing hook that raises is called again with the same batch, with
-# exponential backoff; after ``retry_attempts`` calls, or once the backend's
-# circuit breaker is open, the batch goes to the spool and is delivered, in
-# order, when the backend is back (or by ``tracelet replay``). A hook that
-# raises :class:`tracelet.PermanentError` is not retried: that batch is counted
-# as failed, kept in the spool's rejected part, and delivery goes on. Delivery
-# is at least once: a batch whose hook raised after storing part of it is sent
-# again whole.
+# The delivery contract is in tracelet_backend_log_metrics's docstring (the hook
+# reference shows docstrings, not comments); the other batch hooks point to it.
 
 
 @hookspec(firstresult=True)
@@ -80,43 +77,92 @@ def tracelet_backend_start(run: RunInfo) -> BackendRunRef | None:
     Called first on the backend's worker thread, while ``tracelet.start()``
     has already returned; records logged meanwhile wait in the backend's
     queue. Import the backend library here. Return the backend's run id and
-    URL (shown by ``Run.backends``), or ``None``.
+    URL (shown by ``run.stats()[name].run_id`` and ``.url``), or ``None``.
 
-    When ``run.resume`` has an entry for this backend's name, the backend
-    must attach to that run (its id as returned here earlier) instead of
-    creating one: ``tracelet replay`` uses it to deliver spooled records to
-    the run they belong to. Return the same id.
+    When ``run.resume`` has an entry for this backend's name
+    (``run.resume.get(run.backend)``), the backend must attach to that run
+    (its id as returned here earlier) instead of creating one: ``tracelet
+    replay`` uses it to deliver spooled records to the run they belong to.
+    Return the same id.
 
-    If it raises :class:`tracelet.PermanentError`, the backend is marked
-    failed for this run: its records are counted as failed and its other
-    hooks are not called. Any other exception is retried with backoff (see
-    ``retry_*`` and ``breaker_*`` settings) while records wait in the spool.
+    If it raises :class:`~tracelet.errors.PermanentError`, the backend is
+    marked failed for this run: its records are counted as failed and its
+    other hooks are not called. Any other exception is retried with backoff
+    (``retry_*`` and ``breaker_*`` settings) while records wait in the spool,
+    as for the batch hooks (see :func:`tracelet_backend_log_metrics`).
     """
 
 
 @hookspec(firstresult=True)
 def tracelet_backend_log_metrics(metrics: Sequence[Metric]) -> None:
-    """Deliver a batch of metrics, in logging order, at most ``max_batch_size`` long."""
+    """Deliver a batch of metrics, in logging order, at most ``max_batch_size`` long.
+
+    The delivery contract, the same for every batch hook (``log_metrics``,
+    ``log_params``, ``set_tags``, ``log_artifacts``, ``log_media``):
+
+    - All of one backend's hooks run on that backend's own worker thread, one
+      at a time and in the order records were logged: a backend needs no locks.
+    - Return once the backend has stored the batch. If the hook raises, core
+      calls it again with the same batch, with exponential backoff
+      (``retry_*`` settings). After ``retry_attempts`` calls, or while the
+      backend's circuit breaker is open (``breaker_*`` settings), the batch
+      goes to the backend's spool on disk and is delivered, in order, once
+      the backend answers again, or later by ``tracelet replay``. Nothing is
+      dropped for a failing backend.
+    - Raise :class:`~tracelet.errors.PermanentError` for a batch the backend
+      can never take (a value it refuses, whatever the retry): it is not
+      retried, its records are counted as failed in ``Run.stats()`` and kept
+      in the spool's rejected part, and delivery goes on with the next batch.
+    - Delivery is at least once: a batch whose hook raised after storing part
+      of it is sent again whole; make storing idempotent where the backend
+      allows it.
+    - Every error is counted in ``Run.stats()``; each distinct message is
+      logged once (up to 20 per backend), with its traceback.
+    """
 
 
 @hookspec(firstresult=True)
 def tracelet_backend_log_params(params: Sequence[Param]) -> None:
-    """Deliver a batch of params. A name may repeat with a new value; the last one wins."""
+    """Deliver a batch of params. A name may repeat with a new value; the last one wins.
+
+    Same contract as :func:`tracelet_backend_log_metrics`: if it raises, the
+    batch is retried with backoff, then spooled and delivered later, in order;
+    :class:`~tracelet.errors.PermanentError` means never: not retried, kept in
+    the spool's rejected part.
+    """
 
 
 @hookspec(firstresult=True)
 def tracelet_backend_set_tags(tags: Sequence[Tag]) -> None:
-    """Deliver a batch of tags."""
+    """Deliver a batch of tags.
+
+    Same contract as :func:`tracelet_backend_log_metrics`: if it raises, the
+    batch is retried with backoff, then spooled and delivered later, in order;
+    :class:`~tracelet.errors.PermanentError` means never: not retried, kept in
+    the spool's rejected part.
+    """
 
 
 @hookspec(firstresult=True)
 def tracelet_backend_log_artifacts(artifacts: Sequence[Artifact]) -> None:
-    """Upload files or directories. The paths were not checked on the caller's thread."""
+    """Upload files or directories. The paths were not checked on the caller's thread.
+
+    Same contract as :func:`tracelet_backend_log_metrics`: if it raises, the
+    batch is retried with backoff, then spooled and delivered later, in order;
+    :class:`~tracelet.errors.PermanentError` means never: not retried, kept in
+    the spool's rejected part.
+    """
 
 
 @hookspec(firstresult=True)
 def tracelet_backend_log_media(media: Sequence[Media]) -> None:
-    """Deliver images, texts, histograms and figures, in logging order."""
+    """Deliver images, texts, histograms and figures, in logging order.
+
+    Same contract as :func:`tracelet_backend_log_metrics`: if it raises, the
+    batch is retried with backoff, then spooled and delivered later, in order;
+    :class:`~tracelet.errors.PermanentError` means never: not retried, kept in
+    the spool's rejected part.
+    """
 
 
 @hookspec(firstresult=True)
@@ -124,7 +170,9 @@ def tracelet_backend_flush() -> None:
     """Make everything delivered so far durable (called by ``tracelet.flush()`` and at stop).
 
     Called on the worker thread after every record logged before the flush
-    request has been handed to the other routing hooks.
+    request has been handed to the other routing hooks. It is not retried: if
+    it raises, the error is counted and logged and the flush reports failure
+    (``tracelet.flush()`` returns ``False``).
     """
 
 
@@ -135,21 +183,21 @@ def tracelet_backend_end(status: RunStatus) -> None:
     Called on the worker thread after the final flush. If ``stop()``'s
     deadline passes first, it is not called: the backend's remaining records
     stay in its spool with the run's status, and ``tracelet replay`` later
-    resumes the backend's run, delivers them and calls this hook.
+    resumes the backend's run, delivers them and calls this hook. It is not
+    retried: if it raises, the error is counted and logged.
     """
 
 
 # --- Collection: collectors -----------------------------------------------------
-#
-# Each collector runs on a thread of its own. Records it returns are logged
-# to every backend like records logged by the training script.
 
 
 @hookspec(firstresult=True)
 def tracelet_collect_start(run: RunInfo) -> Iterable[Record] | None:
     """Return the records to log once, at run start (environment, git state).
 
-    Called on the collector's thread right after ``start()``. If it raises,
+    Each collector runs on a thread of its own; the records it returns reach
+    every backend like records logged by the training script. Called on the
+    collector's thread right after ``start()``. If it raises,
     the error is logged and the collector's periodic sampling still runs.
     """
 

@@ -1,4 +1,7 @@
-"""What core and plugins tell each other: a plugin's declaration and a run's identity."""
+"""What core and plugins tell each other: a plugin's declaration and a run's identity.
+
+Plugins import these from :mod:`tracelet.plugin`, not from here.
+"""
 
 from __future__ import annotations
 
@@ -37,14 +40,18 @@ class PluginInfo:
 
     ``factory`` is called with the plugin's validated settings (an instance
     of ``settings``, or ``None`` when the plugin has no settings) once per
-    run, and returns the object whose ``@tracelet.hookimpl`` methods core
-    calls for that run. Import heavy libraries inside those methods, never
-    at module level or in ``factory``.
+    run, and returns the object whose ``@hookimpl`` methods core calls for
+    that run. Import heavy libraries inside those methods, never at module
+    level or in ``factory``.
     """
 
     name: str = attrs.field(validator=_check_name)
+    """The plugin's name: equal to its entry point's name, the section of its settings
+    (``[tool.tracelet.<name>]``, ``TRACELET_<NAME>_*``), and what ``backends=[...]`` and ``stats()`` use."""
     kind: PluginKind = attrs.field(converter=PluginKind)
+    """Which hooks core calls on the objects ``factory`` makes."""
     factory: Callable[[Any], object]
+    """Called once per run with the settings instance (or ``None``); returns the object implementing the hooks."""
     settings: type | None = None
     """An attrs class; its fields are the plugin's configuration keys."""
     description: str = ""
@@ -66,10 +73,13 @@ class RunInfo:
     id: str
     """Tracelet's run id (32 hex digits), unique per ``start()``."""
     project: str
+    """The run's project (the ``project`` key; default: the working directory's name)."""
     name: str
+    """The run's name (the ``name`` key; default ``run-YYYYMMDD-HHMMSS``)."""
     start_time: float
     """Seconds since the epoch."""
     tracelet_version: str
+    """The version of tracelet-core running the run."""
     backends: tuple[str, ...]
     """Names of the backends this run delivers to."""
     plugins: tuple[str, ...]
@@ -79,7 +89,8 @@ class RunInfo:
     backend: str = ""
     """The name of the backend plugin this ``RunInfo`` was handed to (empty for collectors).
 
-    A backend attaches on replay with ``run.resume.get(run.backend)``, without hard-coding its own name."""
+    A backend finds the run to attach to with ``run.resume.get(run.backend)``,
+    without hard-coding its own name."""
 
 
 @attrs.frozen
@@ -87,4 +98,6 @@ class BackendRunRef:
     """What a backend returns from ``tracelet_backend_start``: its own run's identity."""
 
     id: str
+    """The backend's own run id: what ``run.resume`` hands back to attach to this run later."""
     url: str | None = None
+    """Where a person can see the run, if the backend has such a page; both show in ``run.stats()[name]``."""

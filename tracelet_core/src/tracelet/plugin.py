@@ -11,7 +11,8 @@ What is here, by role:
 - declaring a plugin: :data:`hookimpl`, :class:`PluginInfo`, :class:`PluginKind`;
 - a run's identity: :class:`RunInfo` (``run.backend`` is the name your backend
   was started under; ``run.resume.get(run.backend)`` is the run to attach to),
-  :class:`BackendRunRef`, :class:`RunStatus`;
+  :class:`BackendRunRef`, :class:`RunStatus`; :class:`Run`, the live run a
+  framework plugin's ``tracelet_patch`` hook logs to;
 - the records backends receive and collectors emit: :class:`Metric`,
   :class:`Param`, :class:`Tag`, :class:`Artifact`, :class:`Image`,
   :class:`Text`, :class:`Histogram`, :class:`Figure` (and the aliases
@@ -51,6 +52,7 @@ from tracelet.records import (
     Tag,
     Text,
 )
+from tracelet.run import Run
 from tracelet.tempfiles import artifact_dir
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "PluginInfo",
     "PluginKind",
     "Record",
+    "Run",
     "RunInfo",
     "RunStatus",
     "Tag",

@@ -1,24 +1,26 @@
 """Tracelet collector ``git``: the commit, branch, remote and uncommitted diff of the run's code.
 
 Installed means on; ``git.enabled = false`` (``TRACELET_GIT_ENABLED=false``)
-turns it off. This module is the entry point: it does not import gitpython,
-which the collector imports on its own thread when a run starts.
+turns it off. This module is the plugin's declaration, what the entry point
+names: it does not import gitpython, which the collector imports on its own
+thread when a run starts.
 """
 
 from __future__ import annotations
 
-import tracelet
+from tracelet.plugin import PluginInfo, PluginKind, hookimpl
 from tracelet_git.collector import GitCollector
-from tracelet_git.settings import GitSettings
+from tracelet_git.settings import PLUGIN_NAME, GitSettings
 
-__all__ = ["GitCollector", "GitSettings", "tracelet_plugin_info"]
+__all__ = ["PLUGIN_NAME", "GitCollector", "GitSettings", "tracelet_plugin_info"]
 
 
-@tracelet.hookimpl
-def tracelet_plugin_info() -> tracelet.PluginInfo:
-    return tracelet.PluginInfo(
-        name="git",
-        kind=tracelet.PluginKind.COLLECTOR,
+@hookimpl
+def tracelet_plugin_info() -> PluginInfo:
+    """Declare the ``git`` collector: one reading of the repository at run start."""
+    return PluginInfo(
+        name=PLUGIN_NAME,
+        kind=PluginKind.COLLECTOR,
         factory=GitCollector,
         settings=GitSettings,
         description="Git commit, branch, dirty flag, remote URL and uncommitted diff at run start",

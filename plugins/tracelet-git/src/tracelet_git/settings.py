@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["GitSettings"]
+__all__ = ["PLUGIN_NAME", "GitSettings"]
+
+PLUGIN_NAME = "git"
+"""The plugin's name: its entry point, its settings section ``[tool.tracelet.git]``, ``TRACELET_GIT_*``."""
 
 
 @attrs.frozen

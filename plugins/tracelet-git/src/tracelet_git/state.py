@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from tracelet.log import get_logger
+from tracelet.plugin import get_logger
 from tracelet_git.settings import GitSettings
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import tracelet
-from tracelet.records import RunStatus
+from tracelet.plugin import Run, RunStatus
 
 __all__ = ["LIGHTNING_PACKAGES", "logger_class"]
 
@@ -28,6 +28,8 @@ _FABRIC_OF = {"lightning.pytorch": "lightning.fabric", "pytorch_lightning": "lig
 # Lightning's finalize() statuses. "finished" is SLURM's requeue: the job goes on later.
 _FAILED = "failed"
 
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
 
 @functools.cache
 def logger_class(package: str) -> type:
@@ -35,10 +37,14 @@ def logger_class(package: str) -> type:
     if package not in _FABRIC_OF:
         raise ValueError(f"unknown Lightning package {package!r}; expected one of {', '.join(LIGHTNING_PACKAGES)}")
     base = importlib.import_module(f"{package}.loggers.logger").Logger
-    rank_zero_only = importlib.import_module(f"{package}.utilities.rank_zero").rank_zero_only
+    rank_zero = importlib.import_module(f"{package}.utilities.rank_zero")
+    # Typed as keeping the signature of what they wrap: on rank zero they call it; on other
+    # ranks they return None (rank_zero_only) or a dummy experiment (rank_zero_experiment).
+    rank_zero_only: Callable[[_Function], _Function] = rank_zero.rank_zero_only
     scan_checkpoints = importlib.import_module(f"{package}.loggers.utilities")._scan_checkpoints
     fabric_logger = importlib.import_module(f"{_FABRIC_OF[package]}.utilities.logger")
-    rank_zero_experiment = importlib.import_module(f"{_FABRIC_OF[package]}.loggers.logger").rank_zero_experiment
+    fabric_loggers = importlib.import_module(f"{_FABRIC_OF[package]}.loggers.logger")
+    rank_zero_experiment: Callable[[_Function], _Function] = fabric_loggers.rank_zero_experiment
 
     class TraceletLogger(base):  # type: ignore[valid-type, misc]
         """A Lightning logger that logs to a Tracelet run (and so to every configured backend).
@@ -60,7 +66,7 @@ def logger_class(package: str) -> type:
 
         def __init__(
             self,
-            run: tracelet.Run | None = None,
+            run: Run | None = None,
             *,
             log_checkpoints: bool = True,
             save_dir: str | os.PathLike[str] | None = None,
@@ -81,7 +87,7 @@ def logger_class(package: str) -> type:
 
         @property
         @rank_zero_experiment
-        def experiment(self) -> tracelet.Run:
+        def experiment(self) -> Run:
             """The Tracelet run (started now if none is active and none was given)."""
             if self._run is None or self._run is not tracelet.active_run():
                 self._run = tracelet.active_run() or tracelet.start(**self._start_options)
@@ -99,7 +105,7 @@ def logger_class(package: str) -> type:
             # An attached logger must not move Lightning's default paths (checkpoints go to
             # default_root_dir/<name>/<version>/checkpoints when a logger is first): "" keeps them.
             # Other ranks have no run; rank zero's paths are broadcast to them.
-            if self._automatic or rank_zero_only.rank != 0:
+            if self._automatic or rank_zero.rank_zero_only.rank != 0:
                 return ""
             return str(getattr(self.experiment, attribute))
 
@@ -115,26 +121,26 @@ def logger_class(package: str) -> type:
 
         # --- logging ---------------------------------------------------------------------
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
             run = self.experiment
             prefix = self._prefix
             for name, value in metrics.items():
                 run.log_metric(f"{prefix}{name}" if prefix else name, value, step)
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
             converted = fabric_logger._sanitize_callable_params(fabric_logger._convert_params(params))
             self.experiment.log_params(converted)
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
             # Upload at the end, not now: ModelCheckpoint deletes files it no longer keeps, and
             # a backend reads an artifact's file later, on its own thread.
             if self._log_checkpoints and checkpoint_callback not in self._checkpoint_callbacks:
                 self._checkpoint_callbacks.append(checkpoint_callback)
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def finalize(self, status: str) -> None:
             run = self._run
             if run is None or run is not tracelet.active_run():

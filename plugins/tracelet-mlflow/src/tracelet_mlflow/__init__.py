@@ -1,24 +1,24 @@
 """tracelet-mlflow: the MLflow backend plugin (entry point ``mlflow`` in the ``tracelet`` group).
 
-Importing this module (what plugin discovery does) imports no mlflow: the
-backend imports it when a run starts it, on its own worker thread.
+This module is the plugin's declaration, what the entry point names. Importing
+it (what plugin discovery does) imports no mlflow: the backend imports it when
+a run starts it, on its own worker thread.
 """
 
 from __future__ import annotations
 
-from tracelet.hookspecs import hookimpl
-from tracelet.info import PluginInfo, PluginKind
+from tracelet.plugin import PluginInfo, PluginKind, hookimpl
 from tracelet_mlflow.backend import MlflowBackend
-from tracelet_mlflow.settings import MlflowSettings
+from tracelet_mlflow.settings import PLUGIN_NAME, MlflowSettings
 
-__all__ = ["MlflowBackend", "MlflowSettings", "tracelet_plugin_info"]
+__all__ = ["PLUGIN_NAME", "MlflowBackend", "MlflowSettings", "tracelet_plugin_info"]
 
 
 @hookimpl
 def tracelet_plugin_info() -> PluginInfo:
     """Declare the ``mlflow`` backend: batches of up to 1000 records, MLflow's ``log_batch`` limit."""
     return PluginInfo(
-        name="mlflow",
+        name=PLUGIN_NAME,
         kind=PluginKind.BACKEND,
         factory=MlflowBackend,
         settings=MlflowSettings,

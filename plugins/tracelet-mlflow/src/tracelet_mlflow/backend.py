@@ -7,7 +7,7 @@ URI they set. mlflow is imported in :meth:`MlflowBackend.tracelet_backend_start`
 on the backend's worker thread, never when the plugin is discovered.
 
 Every hook runs on the worker thread, one at a time (see
-``tracelet.hookspecs``), so the backend keeps its state without locks. Every
+the hook reference), so the backend keeps its state without locks. Every
 call to MLflow is synchronous: a hook returns once MLflow has stored what it
 was given, so ``tracelet.flush()`` needs no extra work here.
 
@@ -31,12 +31,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracelet import names
-from tracelet.errors import PermanentError
-from tracelet.hookspecs import hookimpl
-from tracelet.info import BackendRunRef, RunInfo
-from tracelet.log import get_logger
-from tracelet.records import Artifact, Figure, Histogram, Image, Media, Metric, Param, RunStatus, Tag, Text
+from tracelet.plugin import (
+    Artifact,
+    BackendRunRef,
+    Figure,
+    Histogram,
+    Image,
+    Media,
+    Metric,
+    Param,
+    PermanentError,
+    RunInfo,
+    RunStatus,
+    Tag,
+    Text,
+    get_logger,
+    hookimpl,
+    names,
+)
 from tracelet_mlflow.mapping import SOURCE_TAGS, histogram_document, histogram_summaries, media_path, to_millis
 from tracelet_mlflow.naming import (
     MAX_METRICS_PER_BATCH,
@@ -110,13 +122,13 @@ class MlflowBackend:
 
     @hookimpl
     def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
-        """Create the MLflow run (or resume ``settings.run_id`` / ``run.resume["mlflow"]``)."""
+        """Create the MLflow run (or resume ``settings.run_id`` / ``run.resume.get(run.backend)``)."""
         from mlflow import MlflowClient  # ~1.6 s: here on the worker thread, never at discovery
         from mlflow.entities import Metric as MlflowMetric
 
         self._metric_entity = MlflowMetric
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        resume_id = self.settings.run_id or run.resume.get("mlflow")
+        resume_id = self.settings.run_id or run.resume.get(run.backend)
         mlflow_run = self._resume(resume_id) if resume_id else self._create(run)
         self.run_id = mlflow_run.info.run_id
         self.experiment_id = mlflow_run.info.experiment_id

@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tracelet import names
-from tracelet.records import Histogram
+from tracelet.plugin import Histogram, names
 
 __all__ = ["SOURCE_TAGS", "histogram_document", "histogram_summaries", "media_path", "to_millis"]
 

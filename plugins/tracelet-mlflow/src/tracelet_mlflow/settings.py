@@ -7,7 +7,10 @@ import posixpath
 
 import attrs
 
-__all__ = ["DEFAULT_TRACKING_URI", "MlflowSettings", "resolve_tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "PLUGIN_NAME", "MlflowSettings", "resolve_tracking_uri"]
+
+PLUGIN_NAME = "mlflow"
+"""The plugin's name: its entry point, its settings section ``[tool.tracelet.mlflow]``, ``TRACELET_MLFLOW_*``."""
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """MLflow's own default (3.x): a sqlite store in the working directory."""
@@ -31,7 +34,7 @@ class MlflowSettings:
     run_name: str | None = None
     """MLflow run name; default: the Tracelet run's name."""
     run_id: str | None = None
-    """Resume this MLflow run instead of creating one (also: ``RunInfo.resume["mlflow"]``)."""
+    """Resume this MLflow run instead of creating one (also: ``run.resume.get(run.backend)``, set by ``tracelet replay``)."""
     tags: dict[str, str] = attrs.field(factory=dict)
     """Extra tags set on the MLflow run when it starts."""
     artifact_path: str = attrs.field(default="", validator=_check_artifact_path)

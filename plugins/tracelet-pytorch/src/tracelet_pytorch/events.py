@@ -19,7 +19,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tracelet.records import Figure, Histogram, Image, Metric, Record, Text
+from tracelet.plugin import Figure, Histogram, Image, Metric, Record, Text
 
 __all__ = ["summary_records"]
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-import tracelet
-from tracelet.log import get_logger
-from tracelet.records import Metric, Record
-from tracelet.tempfiles import artifact_dir
+from tracelet.plugin import Metric, Record, RunInfo, artifact_dir, get_logger, hookimpl
 from tracelet_system.environment import allowed_variables, environment_tags, write_requirements
 from tracelet_system.gpu import NvmlGpus
 from tracelet_system.resources import ResourceSampler
-from tracelet_system.settings import SystemSettings
+from tracelet_system.settings import PLUGIN_NAME, SystemSettings
 
 __all__ = ["SystemCollector"]
 
@@ -32,8 +29,8 @@ class SystemCollector:
         self._gpus: NvmlGpus | None = None
         self._samples = 0
 
-    @tracelet.hookimpl
-    def tracelet_collect_start(self, run: tracelet.RunInfo) -> list[Record]:
+    @hookimpl
+    def tracelet_collect_start(self, run: RunInfo) -> list[Record]:
         import psutil
 
         settings = self.settings
@@ -50,15 +47,15 @@ class SystemCollector:
                 variables=allowed_variables(os.environ, settings.env_vars),
             )
         if settings.requirements:
-            # Backends read the file later on their own threads; tracelet.tempfiles deletes it after the run.
-            records.append(write_requirements(artifact_dir(run, "system")))
+            # Backends read the file later on their own threads; core deletes the directory after the run.
+            records.append(write_requirements(artifact_dir(run, PLUGIN_NAME)))
         return records
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_collect_interval(self) -> float:
         return self.settings.interval
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_collect_sample(self) -> list[Metric]:
         if self._sampler is None:  # start failed; core has logged why
             return []
@@ -69,7 +66,7 @@ class SystemCollector:
         self._samples += 1
         return [Metric(name, value, step, now) for name, value in values]
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_collect_stop(self) -> None:
         if self._sampler is not None:
             self._sampler.close()

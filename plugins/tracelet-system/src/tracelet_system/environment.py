@@ -13,8 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from tracelet.names import ENV_COMMAND, ENV_HOSTNAME, ENV_PYTHON_VERSION, ENV_SCRIPT
-from tracelet.records import Artifact, Record, Tag
+from tracelet.plugin import Artifact, Record, Tag, names
 from tracelet_system.gpu import GpuInfo
 
 __all__ = [
@@ -87,21 +86,21 @@ def environment_tags(
 ) -> list[Tag]:
     """Tags describing the interpreter, the machine, the command and the working directory."""
     values: dict[str, str] = {
-        ENV_PYTHON_VERSION: platform.python_version(),
+        names.ENV_PYTHON_VERSION: platform.python_version(),
         "env.python_executable": sys.executable,
         "env.platform": platform.platform(),
         # The only node label until core's rank policy exists: with several nodes, tell them apart by host.
-        ENV_HOSTNAME: socket.gethostname(),
+        names.ENV_HOSTNAME: socket.gethostname(),
         "env.cpu_model": _cpu_model(),
         "env.memory_total_bytes": str(memory_total),
-        ENV_COMMAND: shlex.join(mask_command_line(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))),
+        names.ENV_COMMAND: shlex.join(mask_command_line(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))),
         "env.cwd": os.getcwd(),
     }
     if cpu_count is not None:
         values["env.cpu_count"] = str(cpu_count)
     script = sys.argv[0] if sys.argv else ""
     if script and os.path.isfile(script):
-        values[ENV_SCRIPT] = os.path.abspath(script)
+        values[names.ENV_SCRIPT] = os.path.abspath(script)
     gpu_list = list(gpus)
     values["env.gpu_count"] = str(len(gpu_list))
     for gpu in gpu_list:

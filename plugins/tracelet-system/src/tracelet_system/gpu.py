@@ -15,8 +15,7 @@ from typing import Any
 
 import attrs
 
-from tracelet.log import get_logger
-from tracelet.names import SYSTEM_METRIC_PREFIX
+from tracelet.plugin import get_logger, names
 
 __all__ = ["GpuInfo", "NvmlGpus"]
 
@@ -89,7 +88,7 @@ class NvmlGpus:
         nvml = self._nvml
         values: list[tuple[str, float]] = []
         for index, handle in enumerate(self._handles):
-            prefix = f"{SYSTEM_METRIC_PREFIX}gpu/{index}/"
+            prefix = f"{names.SYSTEM_METRIC_PREFIX}gpu/{index}/"
             utilization = self._query(index, "utilization", lambda h: nvml.nvmlDeviceGetUtilizationRates(h).gpu, handle)
             if utilization is not None:
                 values.append((prefix + "utilization", float(utilization)))

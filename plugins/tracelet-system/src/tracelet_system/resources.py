@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tracelet.names import SYSTEM_METRIC_PREFIX
+from tracelet.plugin import names
 from tracelet_system.counters import Counters, Reader, open_reader
 
 __all__ = ["ResourceSampler"]
 
-P = SYSTEM_METRIC_PREFIX
+P = names.SYSTEM_METRIC_PREFIX
 
 
 def _percent(part: float, whole: float) -> float:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["DEFAULT_ENV_VARS", "SystemSettings"]
+__all__ = ["DEFAULT_ENV_VARS", "PLUGIN_NAME", "SystemSettings"]
+
+PLUGIN_NAME = "system"
+"""The plugin's name: its entry point, its settings section ``[tool.tracelet.system]``, ``TRACELET_SYSTEM_*``."""
 
 DEFAULT_ENV_VARS: tuple[str, ...] = (
     "CUDA_VISIBLE_DEVICES",

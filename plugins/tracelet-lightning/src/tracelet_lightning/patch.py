@@ -1,4 +1,4 @@
-"""The ``lightning`` framework plugin: every ``Trainer`` gets a ``TraceletLogger``.
+"""The ``lightning`` plugin's hooks: every ``Trainer`` gets a ``TraceletLogger``.
 
 With a Tracelet run active, ``Trainer.__init__`` (of ``lightning.pytorch``
 and of ``pytorch_lightning``) is wrapped so that, once Lightning has set up
@@ -16,26 +16,13 @@ import functools
 from types import ModuleType
 from typing import Any
 
-import attrs
-
-import tracelet
-from tracelet.patching import PatchSet, capture_errors
+from tracelet.plugin import PatchSet, Run, capture_errors, hookimpl
 from tracelet_lightning.logger import LIGHTNING_PACKAGES, logger_class
+from tracelet_lightning.settings import PLUGIN_NAME, LightningSettings
 
-__all__ = ["LightningPatcher", "LightningSettings", "tracelet_plugin_info"]
+__all__ = ["LightningPatcher"]
 
-PLUGIN_NAME = "lightning"
 _TRAINER_MODULE = ".trainer.trainer"
-
-
-@attrs.frozen
-class LightningSettings:
-    """Configuration of the ``lightning`` plugin (``TRACELET_LIGHTNING_<FIELD>``)."""
-
-    auto_attach: bool = True
-    """Add a ``TraceletLogger`` to every ``Trainer`` created while a run is active."""
-    log_checkpoints: bool = True
-    """Upload the checkpoints ``ModelCheckpoint`` kept, as artifacts ``checkpoints/<file>``."""
 
 
 class LightningPatcher:
@@ -45,12 +32,12 @@ class LightningPatcher:
         self.settings = settings or LightningSettings()
         self._patches = PatchSet()
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_patch_targets(self) -> list[str]:
         return [f"{package}{_TRAINER_MODULE}" for package in LIGHTNING_PACKAGES] if self.settings.auto_attach else []
 
-    @tracelet.hookimpl
-    def tracelet_patch(self, run: tracelet.Run, module: ModuleType) -> None:
+    @hookimpl
+    def tracelet_patch(self, run: Run, module: ModuleType) -> None:
         trainer = module.Trainer
         tracelet_logger = logger_class(module.__name__.removesuffix(_TRAINER_MODULE))
         original = trainer.__init__
@@ -66,17 +53,6 @@ class LightningPatcher:
 
         self._patches.replace(trainer, "__init__", __init__)
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_unpatch(self) -> None:
         self._patches.restore()
-
-
-@tracelet.hookimpl
-def tracelet_plugin_info() -> tracelet.PluginInfo:
-    return tracelet.PluginInfo(
-        name=PLUGIN_NAME,
-        kind=tracelet.PluginKind.FRAMEWORK,
-        factory=LightningPatcher,
-        settings=LightningSettings,
-        description="Adds a TraceletLogger to every Lightning Trainer (lightning.pytorch, pytorch_lightning)",
-    )

@@ -1,4 +1,4 @@
-"""The ``pytorch`` framework plugin: TensorBoard ``SummaryWriter`` calls reach every Tracelet backend.
+"""The ``pytorch`` plugin's hooks: TensorBoard ``SummaryWriter`` calls reach every Tracelet backend.
 
 We patch the event layer, ``FileWriter.add_event``, which every data-writing
 ``SummaryWriter`` method ends in (``add_scalars``' child writers and
@@ -21,32 +21,20 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
-import attrs
-
-import tracelet
-from tracelet.patching import PatchSet, capture_errors
-from tracelet.records import Metric
+from tracelet.plugin import Metric, PatchSet, Run, capture_errors, hookimpl
 from tracelet_pytorch.events import summary_records
+from tracelet_pytorch.settings import PLUGIN_NAME, TensorBoardSettings
 
-__all__ = ["TensorBoardPatcher", "TensorBoardSettings", "tracelet_plugin_info"]
+__all__ = ["TARGETS", "TensorBoardPatcher"]
 
-PLUGIN_NAME = "pytorch"
 TARGETS = ("torch.utils.tensorboard.writer", "tensorboardX.writer")
 # Writers created inside these modules belong to Lightning's TensorBoardLogger; when the
 # Lightning plugin is in the run, its TraceletLogger already captures those values.
 _LIGHTNING_LOGGER_MODULES = ("lightning.pytorch.loggers", "pytorch_lightning.loggers", "lightning.fabric.loggers")
 _STACK_DEPTH = 30
-
-
-@attrs.frozen
-class TensorBoardSettings:
-    """Configuration of the ``pytorch`` plugin (``TRACELET_PYTORCH_<FIELD>``)."""
-
-    upload_logdir: bool = True
-    """Upload a writer's log directory as the artifact ``tensorboard/<dir name>`` when it is closed."""
 
 
 class _CallContext(threading.local):
@@ -70,12 +58,12 @@ class TensorBoardPatcher:
         self._logdirs: set[str] = set()
         self._uploaded: set[str] = set()
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_patch_targets(self) -> list[str]:
         return list(TARGETS)
 
-    @tracelet.hookimpl
-    def tracelet_patch(self, run: tracelet.Run, module: ModuleType) -> None:
+    @hookimpl
+    def tracelet_patch(self, run: Run, module: ModuleType) -> None:
         self._patch_file_writer(run, module.FileWriter)
         writer = module.SummaryWriter
         self._patch_add_scalars(run, writer)
@@ -83,13 +71,13 @@ class TensorBoardPatcher:
         self._patch_add_hparams(run, writer)
         self._patch_close(run, writer)
 
-    @tracelet.hookimpl
+    @hookimpl
     def tracelet_unpatch(self) -> None:
         self._patches.restore()
 
     # --- the event layer ------------------------------------------------------------------
 
-    def _patch_file_writer(self, run: tracelet.Run, file_writer: type) -> None:
+    def _patch_file_writer(self, run: Run, file_writer: type) -> None:
         original = file_writer.add_event  # type: ignore[attr-defined]
         context = self._context
         captured = self._captured
@@ -130,7 +118,7 @@ class TensorBoardPatcher:
 
     # --- public methods that give events their meaning ---------------------------------------
 
-    def _patch_add_scalars(self, run: tracelet.Run, summary_writer: type) -> None:
+    def _patch_add_scalars(self, run: Run, summary_writer: type) -> None:
         original = summary_writer.add_scalars  # type: ignore[attr-defined]
         context = self._context
 
@@ -164,7 +152,7 @@ class TensorBoardPatcher:
 
         self._patches.replace(summary_writer, "add_figure", add_figure)
 
-    def _patch_add_hparams(self, run: tracelet.Run, summary_writer: type) -> None:
+    def _patch_add_hparams(self, run: Run, summary_writer: type) -> None:
         original = summary_writer.add_hparams  # type: ignore[attr-defined]
 
         @functools.wraps(original)
@@ -181,7 +169,7 @@ class TensorBoardPatcher:
 
         self._patches.replace(summary_writer, "add_hparams", add_hparams)
 
-    def _patch_close(self, run: tracelet.Run, summary_writer: type) -> None:
+    def _patch_close(self, run: Run, summary_writer: type) -> None:
         original = summary_writer.close  # type: ignore[attr-defined]
 
         @functools.wraps(original)
@@ -196,7 +184,7 @@ class TensorBoardPatcher:
 
         self._patches.replace(summary_writer, "close", close)
 
-    def _upload(self, run: tracelet.Run, logdir: str) -> None:
+    def _upload(self, run: Run, logdir: str) -> None:
         # add_hparams' child writer closes inside its parent's directory: the parent uploads it.
         inside_another = any(logdir.startswith(other + os.sep) for other in self._logdirs)
         if logdir in self._uploaded or inside_another or logdir not in self._logdirs or not os.path.isdir(logdir):
@@ -216,13 +204,13 @@ def _same(tag: str) -> str:
 
 
 def _called_from(module_prefixes: tuple[str, ...]) -> bool:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_STACK_DEPTH):
         if frame is None:
             return False
         if str(frame.f_globals.get("__name__", "")).startswith(module_prefixes):
             return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 
@@ -230,14 +218,3 @@ def _report(error: Exception, strict: bool) -> None:
     """Log an error of Tracelet's capture code once (raise it in strict mode); the training goes on."""
     with capture_errors(PLUGIN_NAME, strict=strict):
         raise error
-
-
-@tracelet.hookimpl
-def tracelet_plugin_info() -> tracelet.PluginInfo:
-    return tracelet.PluginInfo(
-        name=PLUGIN_NAME,
-        kind=tracelet.PluginKind.FRAMEWORK,
-        factory=TensorBoardPatcher,
-        settings=TensorBoardSettings,
-        description="Captures TensorBoard SummaryWriter calls (torch.utils.tensorboard, tensorboardX)",
-    )
