@@ -53,8 +53,6 @@ class CircuitBreaker:
         self._cooldown = cooldown
         self.state = BreakerState.CLOSED
         self.failures = 0
-        self.opened = 0
-        """How many times the breaker opened in this run."""
         self._opened_at = 0.0
 
     def allow(self, now: float) -> bool:
@@ -78,14 +76,10 @@ class CircuitBreaker:
     def failure(self, now: float) -> None:
         self.failures += 1
         if self.state is BreakerState.HALF_OPEN or self.failures >= self._threshold:
-            if self.state is not BreakerState.OPEN:
-                self.opened += 1
             self.state = BreakerState.OPEN
             self._opened_at = now
 
     def trip(self, now: float) -> None:
         """Open the breaker now (a batch used up its retries)."""
-        if self.state is not BreakerState.OPEN:
-            self.opened += 1
         self.state = BreakerState.OPEN
         self._opened_at = now

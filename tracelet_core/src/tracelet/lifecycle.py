@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tracelet.records import RunStatus
@@ -49,15 +50,18 @@ def block_process_signals() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
-def _active() -> Run | None:
-    from tracelet.api import active_run  # deferred: tracelet.api imports this module
-
-    return active_run()
+def _no_run() -> Run | None:
+    return None
 
 
-def register_exit_handler() -> None:
-    """Stop the active run at interpreter exit (registered once)."""
-    global _exit_handler_registered
+_active: Callable[[], Run | None] = _no_run
+"""Returns the active run; set by :func:`register_exit_handler` (this module does not import the API)."""
+
+
+def register_exit_handler(active_run: Callable[[], Run | None]) -> None:
+    """Stop the active run (``active_run()``) at interpreter exit, on SIGTERM, an uncaught exception; registered once."""
+    global _exit_handler_registered, _active
+    _active = active_run
     if not _exit_handler_registered:
         atexit.register(_stop_at_exit)
         _exit_handler_registered = True

@@ -37,11 +37,11 @@ from typing import Any, TextIO
 
 import attrs
 
-from tracelet.config import resolve_config
+from tracelet.assembly import configure
 from tracelet.delivery import DeliveryPolicy
 from tracelet.errors import PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
-from tracelet.plugins import discover, hooks_of
+from tracelet.plugins import hooks_of
 from tracelet.records import Artifact, Metric, Param, Record, RunStatus, Tag, route_of
 from tracelet.spool import BackendSpool, Damage, SpoolPosition, converter, find_spools, read_meta
 
@@ -117,10 +117,8 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
     Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
     spool that cannot be replayed is reported in its result, never raised.
     """
-    entries = discover()
-    loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
-    ignored = frozenset(entry.name for entry in entries if entry.info is None)
-    resolved = resolve_config(loaded, {}, ignored_plugins=ignored)
+    configured = configure({})
+    loaded, resolved = configured.loaded, configured.resolved
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
     results = []

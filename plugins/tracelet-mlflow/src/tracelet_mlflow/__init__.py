@@ -24,4 +24,9 @@ def tracelet_plugin_info() -> PluginInfo:
         settings=MlflowSettings,
         description="MLflow tracking (MlflowClient; default store sqlite:///mlflow.db)",
         max_batch_size=1000,
+        # The conformance suite's cases MLflow cannot pass, with the reason (reported as skips).
+        unsupported={
+            "permanent_error": "MLflow stores every record core lets through (core refuses a missing "
+            "artifact file at the door; tracelet-mlflow still raises PermanentError if one vanishes later)",
+        },
     )

@@ -475,7 +475,11 @@ class BackendConformance:
     def test_permanent_error(self) -> None:
         impossible = self.impossible_record(self._tmp)
         if impossible is None:
-            pytest.skip(f"{self.backend}: no record it refuses that core lets through (impossible_record() returns None)")
+            pytest.fail(
+                f"{self.backend}: impossible_record() returns None; return a record your backend refuses with "
+                "PermanentError, or declare PluginInfo(unsupported={'permanent_error': reason}) if it refuses none "
+                "of those core lets through"
+            )
         run = self.start(retry_attempts=3, retry_base=0.01)
         run.log_record(impossible)
         run.flush(_STOP_TIMEOUT)
