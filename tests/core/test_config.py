@@ -43,8 +43,21 @@ def test_precedence_default_pyproject_tracelet_toml_environment_arguments(tmp_pa
     sources = {key: source.description for key, (_, source) in resolved.values.items()}
     assert sources["queue_size"] == "start()"
     assert sources["recording.start_delay"] == "TRACELET_RECORDING_START_DELAY (environment)"
-    assert sources["recording.batch_delay"] == str(tmp_path / "tracelet.toml")
+    assert sources["recording.batch_delay"] == f"{tmp_path / 'tracelet.toml'} [recording]"
     assert sources["stop_timeout"] == f"{tmp_path / 'pyproject.toml'} [tool.tracelet]"
+
+
+def test_a_plugin_key_from_pyproject_names_its_own_table(tmp_path: Path) -> None:
+    """`tracelet config` labelled [tool.tracelet.<plugin>] keys as coming from [tool.tracelet]."""
+    (tmp_path / "pyproject.toml").write_text("[tool.tracelet]
+queue_size = 10
+[tool.tracelet.recording]
+batch_delay = 2.0
+")
+    resolved = _resolve(directory=tmp_path)
+    sources = {key: source.description for key, (_, source) in resolved.values.items()}
+    assert sources["recording.batch_delay"] == f"{tmp_path / 'pyproject.toml'} [tool.tracelet.recording]"
+    assert sources["queue_size"] == f"{tmp_path / 'pyproject.toml'} [tool.tracelet]"
 
 
 def test_plugin_keys_as_nested_tables_or_dotted_keys(tmp_path: Path) -> None:

@@ -275,6 +275,16 @@ def _read_files(directory: Path) -> list[tuple[Mapping[str, Any], Source]]:
     return layers
 
 
+def _table_source(source: Source, key: str, table: Mapping[str, Any]) -> Source:
+    """Where a key of a file came from: the plugin's own table (``[tool.tracelet.mlflow]``) for a plugin key."""
+    plugin = key.split(".", 1)[0]
+    if "." not in key or not isinstance(table.get(plugin), Mapping):
+        return source
+    if source.description.endswith("[tool.tracelet]"):
+        return Source(f"{source.description[: -len('[tool.tracelet]')]}[tool.tracelet.{plugin}]")
+    return Source(f"{source.description} [{plugin}]")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -317,7 +327,7 @@ def resolve_config(
 
     for table, source in _read_files(directory):
         for key, value in _flatten(table, plugins, ignored_plugins).items():
-            take(key, value, source)
+            take(key, value, _table_source(source, key, table))
     for variable, value in sorted(environ.items()):
         if not variable.startswith(ENV_PREFIX) or variable in DISCOVERY_VARIABLES:
             continue
