@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 def measure(kind: str, count: int) -> float:
     """One measurement in this interpreter: metrics/s."""
     sys.path.insert(0, str(HERE))
-    from mlflow_throughput import fresh_sqlite, points, raw_log_batch, tracelet_delivery
+    from mlflow_throughput import fresh_sqlite, points, raw_log_batch
 
     with tempfile.TemporaryDirectory() as directory:
         os.chdir(directory)

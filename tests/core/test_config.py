@@ -49,11 +49,7 @@ def test_precedence_default_pyproject_tracelet_toml_environment_arguments(tmp_pa
 
 def test_a_plugin_key_from_pyproject_names_its_own_table(tmp_path: Path) -> None:
     """`tracelet config` labelled [tool.tracelet.<plugin>] keys as coming from [tool.tracelet]."""
-    (tmp_path / "pyproject.toml").write_text("[tool.tracelet]
-queue_size = 10
-[tool.tracelet.recording]
-batch_delay = 2.0
-")
+    (tmp_path / "pyproject.toml").write_text("[tool.tracelet]\nqueue_size = 10\n[tool.tracelet.recording]\nbatch_delay = 2.0\n")
     resolved = _resolve(directory=tmp_path)
     sources = {key: source.description for key, (_, source) in resolved.values.items()}
     assert sources["recording.batch_delay"] == f"{tmp_path / 'pyproject.toml'} [tool.tracelet.recording]"
