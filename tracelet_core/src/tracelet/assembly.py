@@ -175,7 +175,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     for collector in collectors:
         collector.start()
     patcher = FrameworkPatcher([(name, instances[name][2]) for name in by_kind[PluginKind.FRAMEWORK]], run, strict=core.strict)
-    run._attach_patcher(patcher)
+    run._attach_unpatch(patcher.stop)
     try:
         patcher.start()
     except Exception:

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tracelet.collectors import CollectorThread
     from tracelet.config import CoreSettings
     from tracelet.dispatcher import Dispatcher
-    from tracelet.patching import FrameworkPatcher
     from tracelet.worker import BackendStats
 
 __all__ = ["Run", "RunStats"]
@@ -96,7 +95,7 @@ class Run:
         self._hurry_at = dispatcher.hurry_at
         self._collectors = collectors
         self._plugins = dict(plugins)
-        self._patcher: FrameworkPatcher | None = None
+        self._unpatch: Callable[[], object] | None = None  # the framework patcher's stop (set by run assembly)
         self.settings = settings
         """The core settings this run was started with (read-only)."""
         self._strict = settings.strict
@@ -350,8 +349,8 @@ class Run:
                 return self._stop_result
             self._stopped = True
         self._on_stop(self)
-        if self._patcher is not None:
-            self._patcher.stop()
+        if self._unpatch is not None:
+            self._unpatch()
         for collector in self._collectors:
             collector.stop(deadline)
         ended = self._dispatcher.stop(status, deadline)
@@ -389,8 +388,9 @@ class Run:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _attach_patcher(self, patcher: FrameworkPatcher) -> None:
-        self._patcher = patcher
+    def _attach_unpatch(self, unpatch: Callable[[], object]) -> None:
+        """What ``stop()`` calls first: undo the framework patches (a callable, so this module needs no patching)."""
+        self._unpatch = unpatch
 
     def _step_for(self, step: Any, name: str) -> int | None:
         if step is None:
