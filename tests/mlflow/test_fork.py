@@ -44,7 +44,9 @@ def _child_run(arguments: tuple[str, int]) -> tuple[int, bool, bool, str | None]
 
 
 def test_pool_children_deliver_their_own_runs(sqlite_uri: str, tracelet_start: Callable[..., Run], tmp_path: Path) -> None:
-    parent = tracelet_start(project="fork-pool", name="parent", backends=["mlflow"], config={"mlflow": {"tracking_uri": sqlite_uri}})
+    parent = tracelet_start(
+        project="fork-pool", name="parent", backends=["mlflow"], config={"mlflow": {"tracking_uri": sqlite_uri}}
+    )
     for step in range(STEPS):
         parent.log_metric("loss", -1.0, step=step)
     assert parent.flush(timeout=60)  # the parent's engine and store are cached when the pool forks
@@ -70,9 +72,7 @@ def test_pool_children_deliver_their_own_runs(sqlite_uri: str, tracelet_start: C
         stored = client.get_run(run_id)
         assert (stored.info.run_name, stored.info.status) == (f"child-{index}", "FINISHED")
         history = client.get_metric_history(run_id, "loss")
-        assert sorted((point.step, point.value) for point in history) == [
-            (step, index + step / STEPS) for step in range(STEPS)
-        ]
+        assert sorted((point.step, point.value) for point in history) == [(step, index + step / STEPS) for step in range(STEPS)]
     # Nothing was left behind for replay by any child.
     spool = tmp_path / ".tracelet" / "spool"
     assert not spool.exists() or not any(spool.rglob("*.seg"))

@@ -112,9 +112,7 @@ def test_metrics_after_a_failed_batch(sqlite_uri: str, start_mlflow: Start, fini
     finish(run)
 
     history = MlflowClient(sqlite_uri).get_metric_history(backend.run_id, "loss")
-    assert sorted((point.step, point.value) for point in history) == [(0, 1.0)] + [
-        (step, 1.0 / step) for step in range(1, 300)
-    ]
+    assert sorted((point.step, point.value) for point in history) == [(0, 1.0)] + [(step, 1.0 / step) for step in range(1, 300)]
 
 
 def test_artifacts_after_a_failed_upload(sqlite_uri: str, start_mlflow: Start, finish: Finish, tmp_path: Path) -> None:

@@ -272,9 +272,7 @@ class MlflowBackend:
 
         self._pending.append(stored)
 
-    def _param_target(
-        self, name: str, key: str, value: str, staged: dict[str, str], staged_latest: dict[str, str]
-    ) -> str | None:
+    def _param_target(self, name: str, key: str, value: str, staged: dict[str, str], staged_latest: dict[str, str]) -> str | None:
         """The key that receives ``value``, or ``None`` when it is already the param's latest value.
 
         The choice is recorded in ``staged`` (key -> value) and ``staged_latest``,
@@ -555,7 +553,7 @@ def _reset_mlflow_in_child() -> None:
     try:
         registry = sys.modules.get("mlflow.tracking._tracking_service.registry")
         if registry is not None:
-            registry._building_store_lock = threading.Lock()
+            registry.__dict__["_building_store_lock"] = threading.Lock()
             registry.TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
         utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
         if utils is not None:
