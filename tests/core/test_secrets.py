@@ -11,6 +11,8 @@ records end up in the spool (every file of it, byte by byte).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import tracelet
-from tracelet.redact import MASK, Redactor
+from tracelet.redact import MASK, Redactor, scrub
 from tracelet.run import Run
 from tracelet.spool import MAGIC, decode_record, iter_frames
 from tracelet.testing import RecordingBackend
@@ -191,3 +193,60 @@ def test_redact_patterns_is_a_core_setting(tracelet_start: Callable[..., Run], m
     assert isinstance(recording, RecordingBackend)
     # Only the configured words are masked; URL credentials are always stripped.
     assert recording.params == {"session_id": MASK, "api_key": "visible", "url": "https://h/x"}
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("http://user:p@ss@host:5000/api", "http://host:5000/api"),  # a password holding "@" goes whole
+        (f"API request to https://bob:{SECRET}@h.example/api failed", "API request to https://h.example/api failed"),
+        (
+            f'[{{"name": "db", "password": "{SECRET}"}}, {{"token": 123, "max_tokens": 7}}]',
+            f'[{{"name": "db", "password": "{MASK}"}}, {{"token": "{MASK}", "max_tokens": 7}}]',
+        ),
+        (f"[{{'api_key': '{SECRET}', 'x': 1}}]", f"[{{'api_key': '{MASK}', 'x': 1}}]"),
+        (f"Authorization: Bearer {SECRET}", f"Authorization: {MASK}"),
+        (
+            f"curl -H 'Authorization: Basic dXNlcjpwYXNz' -d x=1 {SECRET[:0]}http://h",
+            f"curl -H 'Authorization: {MASK}' -d x=1 http://h",
+        ),
+        (f"sent Bearer {SECRET} to the server", f"sent Bearer {MASK} to the server"),
+        (
+            "the bearer of news; Basic usage; author: bob, max_tokens: 5",
+            "the bearer of news; Basic usage; author: bob, max_tokens: 5",
+        ),
+        (f"HF_TOKEN={SECRET}; auth: {SECRET}", f"HF_TOKEN={MASK}; auth: {MASK}"),
+    ],
+)
+def test_scrub_masks_what_a_line_of_text_carries(text: str, scrubbed: str) -> None:
+    assert scrub(text) == scrubbed
+
+
+_LOGGING_SCRIPT = f"""
+import logging
+from tracelet.log import get_logger
+
+logging.basicConfig(format="%(levelname)s %(message)s")
+log = get_logger()
+url = "https://alice:p@ss-{SECRET}@mlflow.example.com"
+try:
+    raise ConnectionError(f"API request to {{url}}/api failed; Authorization: Bearer {SECRET}")
+except ConnectionError as error:
+    log.warning(f"backend hook failed at {{url}}", url=url, error=str(error), exc_info=error)
+log.warning("command line", argv=["train.py", "--api-key={SECRET}"])
+"""
+
+
+def test_every_log_line_is_scrubbed(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOGGING_SCRIPT], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=True
+    )
+    assert SECRET not in done.stderr and "alice" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == (
+        "WARNING backend hook failed at https://mlflow.example.com url='https://mlflow.example.com' "
+        f"error='API request to https://mlflow.example.com/api failed; Authorization: {MASK}'"
+    )
+    assert "Traceback (most recent call last):" in lines
+    assert f"ConnectionError: API request to https://mlflow.example.com/api failed; Authorization: {MASK}" in lines
+    assert lines[-1] == f"WARNING command line argv=['train.py', '--api-key={MASK}']"

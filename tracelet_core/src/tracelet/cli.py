@@ -14,6 +14,7 @@ from tracelet._version import __version__
 from tracelet.config import resolve_config
 from tracelet.errors import ConfigError
 from tracelet.plugins import discover
+from tracelet.redact import MASK, Redactor, scrub
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
@@ -40,6 +41,7 @@ def _plugins() -> int:
 
 
 def _config() -> int:
+    """Print every setting, its value and its source; values of secret-looking keys and URL credentials masked."""
     entries = discover()
     loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
     ignored = frozenset(entry.name for entry in entries if entry.info is None)
@@ -48,8 +50,12 @@ def _config() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Settings come from files and the environment: a token or a tracking URI with a password is shown masked.
+    redactor = Redactor(resolved.core.redact_patterns)
     rows = [("KEY", "VALUE", "SOURCE")]
-    rows += [(key, repr(value), source.description) for key, (value, source) in sorted(resolved.values.items())]
+    for key, (value, source) in sorted(resolved.values.items()):
+        shown = MASK if redactor.is_secret(key) else scrub(redactor.text(repr(value)))
+        rows.append((key, shown, source.description))
     print(_table(rows))
     return 0
 

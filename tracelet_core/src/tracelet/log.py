@@ -4,6 +4,12 @@ Messages go through structlog to the stdlib logger named ``tracelet``, so a
 user controls them with ordinary ``logging`` configuration. We wrap our own
 logger instead of calling ``structlog.configure()``, which would change the
 user's global structlog setup.
+
+Every line is scrubbed of secrets (:func:`tracelet.redact.scrub`: URL
+credentials, bearer tokens, ``KEY=secret`` values) after it is rendered, so
+the event, every field and the traceback of an exception are covered: a
+backend error quoting ``http://user:pass@host`` reaches stderr without the
+password. Lines are rare (warnings, once per cause), never per record.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import logging
 from typing import Any
 
 import structlog
+
+from tracelet.redact import scrub
 
 __all__ = ["get_logger"]
 
@@ -22,7 +30,7 @@ def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
     exception = event_dict.pop("exception", None)
     fields = " ".join(f"{key}={value!r}" for key, value in event_dict.items())
     message = f"{event} {fields}" if fields else event
-    return f"{message}\n{exception}" if exception else message
+    return scrub(f"{message}\n{exception}" if exception else message)
 
 
 _PROCESSORS: list[Any] = [

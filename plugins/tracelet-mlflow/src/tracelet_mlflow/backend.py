@@ -14,6 +14,14 @@ was given, so ``tracelet.flush()`` needs no extra work here.
 MLflow's rules are applied before sending (``log_batch`` refuses a whole
 request for one bad key); each adjustment is counted in
 :attr:`MlflowBackend.adjustments` and warned about once per name.
+
+A hook that raises is called again with the same records (core retries
+transient errors), so a hook changes the backend's own state (which params
+were logged, which media names were used, the adjustment counts) only after
+every MLflow call in it succeeded, and every call it makes stores the same
+thing again when repeated: params and tags are re-sent with the same values,
+files go to the same artifact paths (images too: their file names are derived
+from the record, not random), identical metric rows are kept once by MLflow.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tracelet.plugin import (
     Artifact,
@@ -117,6 +127,10 @@ class MlflowBackend:
         """A param's key -> the key holding its latest value (itself or ``<key>.vN``)."""
         self._media_seen: Counter[str] = Counter()
         self._artifact_root = self.settings.artifact_path.strip("/")
+        self._tracelet_run_id = ""
+        self._pending: list[Callable[[], None]] = []
+        """State changes of the hook call in progress, applied once all its MLflow calls succeeded."""
+        self._depth = 0
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -126,9 +140,12 @@ class MlflowBackend:
         from mlflow import MlflowClient  # ~1.6 s: here on the worker thread, never at discovery
         from mlflow.entities import Metric as MlflowMetric
 
+        _register_fork_handler()
         self._metric_entity = MlflowMetric
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        resume_id = self.settings.run_id or run.resume.get(run.backend)
+        self._tracelet_run_id = run.id
+        # A retried start (the first one failed after creating the run) resumes that run: never a second one.
+        resume_id = self.run_id or self.settings.run_id or run.resume.get(run.backend)
         mlflow_run = self._resume(resume_id) if resume_id else self._create(run)
         self.run_id = mlflow_run.info.run_id
         self.experiment_id = mlflow_run.info.experiment_id
@@ -199,8 +216,10 @@ class MlflowBackend:
         return mlflow_run
 
     def _url(self) -> str | None:
+        """The run's page in MLflow's UI, without the credentials the tracking URI may hold (it is written to disk)."""
         if self.tracking_uri.startswith(("http://", "https://")):
-            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+            base = _without_credentials(self.tracking_uri).rstrip("/")
+            return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return None
 
     # --- routing hooks ---------------------------------------------------------------
@@ -208,6 +227,10 @@ class MlflowBackend:
     @hookimpl
     def tracelet_backend_log_metrics(self, metrics: Sequence[Metric]) -> None:
         """``log_batch`` of at most 1000 metrics; steps kept, timestamps rounded to milliseconds."""
+        with self._transaction():
+            self._log_metrics(metrics)
+
+    def _log_metrics(self, metrics: Sequence[Metric]) -> None:
         entity = self._metric_entity
         assert entity is not None
         key_of = self._metric_key
@@ -225,16 +248,23 @@ class MlflowBackend:
     @hookimpl
     def tracelet_backend_log_params(self, params: Sequence[Param]) -> None:
         """``log_batch`` of params; a changed value goes to ``<key>.v2``, ``.v3``, ... (MLflow keeps the first)."""
+        with self._transaction():
+            self._log_params(params)
+
+    def _log_params(self, params: Sequence[Param]) -> None:
         from mlflow.entities import Param as MlflowParam
 
         batch = []
         full_values: dict[str, str] = {}
+        # What this call logs, on top of self._params / self._param_latest until MLflow stored it.
+        staged: dict[str, str] = {}
+        staged_latest: dict[str, str] = {}
         for param in params:
             key = self._param_key(param.name)
             if key != param.name:
                 self._adjust(RENAMED, f"param:{param.name}", "param renamed to fit MLflow's key rules", key=key)
             value = str(param.value)
-            target = self._param_target(param.name, key, value)
+            target = self._param_target(param.name, key, value, staged, staged_latest)
             if target is None:
                 continue
             if len(value) > MAX_PARAM_VALUE_LENGTH:
@@ -248,16 +278,27 @@ class MlflowBackend:
         self._upload_texts(full_values)
         self._log_batch(params=batch)
 
-    def _param_target(self, name: str, key: str, value: str) -> str | None:
-        """The key that receives ``value``, or ``None`` when it is already the param's latest value."""
-        latest = self._param_latest.get(key)
+        def stored() -> None:
+            self._params.update(staged)
+            self._param_latest.update(staged_latest)
+
+        self._pending.append(stored)
+
+    def _param_target(self, name: str, key: str, value: str, staged: dict[str, str], staged_latest: dict[str, str]) -> str | None:
+        """The key that receives ``value``, or ``None`` when it is already the param's latest value.
+
+        The choice is recorded in ``staged`` (key -> value) and ``staged_latest``,
+        which the caller applies once MLflow has stored the params: a failed
+        ``log_batch`` leaves the backend as it was, so the retry sends them again.
+        """
+        latest = staged_latest.get(key) or self._param_latest.get(key)
         if latest is None:
             target = key
-        elif self._params[latest] == value:
+        elif staged.get(latest, self._params.get(latest)) == value:
             return None
         else:
             version = 2
-            while (target := sanitise_key(f"{key}.v{version}")) in self._params:
+            while (target := sanitise_key(f"{key}.v{version}")) in self._params or target in staged:
                 version += 1
             self._adjust(
                 PARAM_CHANGED,
@@ -265,13 +306,17 @@ class MlflowBackend:
                 "MLflow keeps a param's first value; the new value is logged under a new key",
                 key=target,
             )
-        self._param_latest[key] = target
-        self._params[target] = value
+        staged_latest[key] = target
+        staged[target] = value
         return target
 
     @hookimpl
     def tracelet_backend_set_tags(self, tags: Sequence[Tag]) -> None:
         """``log_batch`` of tags (the last value of a name wins); well-known tags also go to MLflow's system tags."""
+        with self._transaction():
+            self._set_tags(tags)
+
+    def _set_tags(self, tags: Sequence[Tag]) -> None:
         from mlflow.entities import RunTag
 
         values: dict[str, str] = {}
@@ -297,7 +342,14 @@ class MlflowBackend:
 
     @hookimpl
     def tracelet_backend_log_artifacts(self, artifacts: Sequence[Artifact]) -> None:
-        """Upload files and directories to ``<artifact_path>/<name>``; a missing path fails after the others are uploaded."""
+        """Upload files and directories to ``<artifact_path>/<name>``; a missing path fails after the others are uploaded.
+
+        Uploading to the same path again replaces the file, so a retried batch stores each artifact once.
+        """
+        with self._transaction():
+            self._log_artifacts(artifacts)
+
+    def _log_artifacts(self, artifacts: Sequence[Artifact]) -> None:
         client = self._require_client()
         run_id = self._require_run_id()
         missing = []
@@ -314,24 +366,37 @@ class MlflowBackend:
 
     @hookimpl
     def tracelet_backend_log_media(self, media: Sequence[Media]) -> None:
-        """Images and figures through ``log_image`` (MLflow's image view); texts and histograms as files."""
+        """Images and figures in MLflow's image layout (its image view); texts and histograms as files."""
+        with self._transaction():
+            self._log_media(media)
+
+    def _log_media(self, media: Sequence[Media]) -> None:
         texts: dict[str, str] = {}
+        images: list[tuple[str, Image | Figure]] = []
         summaries: list[Metric] = []
+        seen: Counter[str] = Counter()  # this call's media names, counted in self._media_seen once stored
         for item in media:
             if isinstance(item, Image | Figure):
-                self._log_image(item)
+                key = self._image_key(item.name)
+                if key != item.name:
+                    self._adjust(RENAMED, f"image:{item.name}", "image renamed to fit MLflow's image key rules", key=key)
+                stamp = to_millis(item.timestamp)
+                occurrence = self._occurrence(f"images/{key}/{item.step}/{stamp}", seen)
+                images.append((_image_file_name(self._tracelet_run_id, key, item.step, stamp, occurrence), item))
             elif isinstance(item, Text):
-                texts[self._media_path("text", item.name, item.step)] = item.text
+                texts[self._media_path("text", item.name, item.step, seen)] = item.text
             elif isinstance(item, Histogram):
                 document = histogram_document(item)
-                texts[self._media_path("histograms", item.name, item.step)] = json.dumps(document, allow_nan=True)
+                texts[self._media_path("histograms", item.name, item.step, seen)] = json.dumps(document, allow_nan=True)
                 summaries.extend(
                     Metric(f"{item.name}/{suffix}", value, item.step, item.timestamp)
                     for suffix, value in histogram_summaries(item)
                 )
+        self._upload_images(images)
         self._upload_texts(texts)
         if summaries:
-            self.tracelet_backend_log_metrics(summaries)
+            self._log_metrics(summaries)
+        self._pending.append(lambda: self._media_seen.update(seen))
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -351,26 +416,42 @@ class MlflowBackend:
         for start in range(0, len(tags), MAX_PARAMS_TAGS_PER_BATCH):
             client.log_batch(run_id, tags=tags[start : start + MAX_PARAMS_TAGS_PER_BATCH], synchronous=True)
 
-    def _log_image(self, item: Image | Figure) -> None:
+    def _upload_images(self, images: Sequence[tuple[str, Image | Figure]]) -> None:
+        """Store images as ``MlflowClient.log_image(key=, step=, timestamp=)`` does, under names of our own.
+
+        MLflow's layout (``images/<key>+step+<step>+timestamp+<ms>+<uuid>.png``
+        plus a ``+compressed.webp`` preview, and the ``mlflow.loggedImages``
+        tag) is what its UI shows; ``log_image`` itself picks a random uuid, so
+        a retried batch would store an image twice. Our uuid is derived from the
+        record (see :func:`_image_file_name`): a retry replaces the same files.
+        """
+        if not images:
+            return
+        from mlflow.entities import RunTag
+        from mlflow.tracking.multimedia import compress_image_size
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
         from PIL import Image as PILImage  # a dependency of mlflow (through matplotlib)
 
-        if isinstance(item, Image):
-            picture = PILImage.frombytes(_PIL_MODES[item.channels], (item.width, item.height), item.pixels)
-        else:
-            picture = PILImage.open(io.BytesIO(item.png))
-            picture.load()
-        key = self._image_key(item.name)
-        if key != item.name:
-            self._adjust(RENAMED, f"image:{item.name}", "image renamed to fit MLflow's image key rules", key=key)
-        self._require_client().log_image(
-            self._require_run_id(), picture, key=key, step=item.step, timestamp=to_millis(item.timestamp), synchronous=True
-        )
+        with self._staging() as directory:
+            for file_name, item in images:
+                if isinstance(item, Image):
+                    picture = PILImage.frombytes(_PIL_MODES[item.channels], (item.width, item.height), item.pixels)
+                else:
+                    picture = PILImage.open(io.BytesIO(item.png))
+                    picture.load()
+                picture.save(directory / f"{file_name}.png")
+                compress_image_size(picture).save(directory / f"{file_name}+compressed.webp")
+            self._require_client().log_artifacts(self._require_run_id(), str(directory), artifact_path="images")
+        self._log_batch(tags=[RunTag(MLFLOW_LOGGED_IMAGES, "True")])
 
-    def _media_path(self, kind: str, name: str, step: int) -> str:
+    def _occurrence(self, path: str, seen: Counter[str]) -> int:
+        """1 for the first media record at ``path`` (kind, name, step), 2 for the next, ...; counted in ``seen``."""
+        seen[path] += 1
+        return self._media_seen[path] + seen[path]
+
+    def _media_path(self, kind: str, name: str, step: int, seen: Counter[str]) -> str:
         key = sanitise_artifact_path(sanitise_key(name))
-        path = f"{kind}/{key}/{step}"
-        self._media_seen[path] += 1
-        return media_path(kind, key, step, self._media_seen[path])
+        return media_path(kind, key, step, self._occurrence(f"{kind}/{key}/{step}", seen))
 
     def _artifact_path(self, relative: str) -> str | None:
         path = "/".join(part for part in (self._artifact_root, relative) if part)
@@ -415,12 +496,34 @@ class MlflowBackend:
 
         return remember
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One hook call: the state changes it queues in ``self._pending`` apply only if it returns normally.
+
+        Nested calls (the start hook setting tags) join the outer one.
+        """
+        if self._depth == 0:
+            self._pending.clear()  # left by a call that raised: it is retried from the state before it
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            pending, self._pending = self._pending, []
+            for apply in pending:
+                apply()
+
     def _adjust(self, rule: str, name: str, message: str, **details: object) -> None:
-        """Count one record changed by ``rule``; warn once per rule and name."""
-        self.adjustments[rule] += 1
-        if (rule, name) not in self._warned:
-            self._warned.add((rule, name))
-            _log.warning(f"mlflow: {message} (warned once per name)", plugin="mlflow", rule=rule, name=name, **details)
+        """Count one record changed by ``rule`` and warn once per rule and name, when the call has stored it."""
+
+        def apply() -> None:
+            self.adjustments[rule] += 1
+            if (rule, name) not in self._warned:
+                self._warned.add((rule, name))
+                _log.warning(f"mlflow: {message} (warned once per name)", plugin="mlflow", rule=rule, name=name, **details)
+
+        self._pending.append(apply)
 
     def _require_client(self) -> MlflowClient:
         if self._client is None:
@@ -431,6 +534,77 @@ class MlflowBackend:
         if self.run_id is None:
             raise RuntimeError("the MLflow backend has no run")
         return self.run_id
+
+
+_fork_handler_registered = False
+
+
+def _register_fork_handler() -> None:
+    """Make a forked child start MLflow's library state fresh (once per process, when mlflow is first used).
+
+    MLflow caches tracking stores per URI (``TrackingStoreRegistry._get_store_with_resolved_uri``,
+    an ``lru_cache``) and SQLAlchemy engines per database URI (``SqlAlchemyStore._engine_map``),
+    guarded by module-level locks. A child forked while the parent used them
+    inherits the parent's pooled sqlite connections (shared file descriptors
+    and lock state) and possibly a lock held by a parent thread that does not
+    exist in the child: its own run then hangs or fails. The handler runs in
+    the child right after ``fork()``, before any of its threads.
+    """
+    global _fork_handler_registered
+    if _fork_handler_registered or not hasattr(os, "register_at_fork"):
+        return
+    _fork_handler_registered = True
+    os.register_at_fork(after_in_child=_reset_mlflow_in_child)
+
+
+def _reset_mlflow_in_child() -> None:
+    """Forget the parent's MLflow stores, engines and artifact repositories; new ones are made on first use."""
+    import sys
+    import threading
+
+    try:
+        registry = sys.modules.get("mlflow.tracking._tracking_service.registry")
+        if registry is not None:
+            registry.__dict__["_building_store_lock"] = threading.Lock()
+            registry.TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+        utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+        if utils is not None:
+            utils._artifact_repos_cache.clear()
+        for module_name in (
+            "mlflow.store.tracking.sqlalchemy_store",
+            "mlflow.store.model_registry.sqlalchemy_store",
+            "mlflow.store.jobs.sqlalchemy_store",
+        ):
+            store_class = getattr(sys.modules.get(module_name), "SqlAlchemyStore", None)
+            engines = getattr(store_class, "_engine_map", None)
+            if store_class is None or not isinstance(engines, dict):
+                continue
+            for engine in engines.values():
+                # close=False: drop the pool without closing connections the parent still uses.
+                engine.dispose(close=False)
+            engines.clear()
+            store_class._engine_map_lock = threading.Lock()
+    except Exception:  # noqa: BLE001 - never fail a fork; an MLflow without these caches needs no reset
+        pass
+
+
+def _image_file_name(tracelet_run_id: str, key: str, step: int, millis: int, occurrence: int) -> str:
+    """``<key>+step+<step>+timestamp+<ms>+<uuid>``, MLflow's image file name, with a uuid that the record determines.
+
+    The uuid (version 5) hashes the Tracelet run id, key, step, timestamp and
+    the record's occurrence among images with those four, so two images logged
+    alike stay apart and a retry of the same record gives the same name.
+    """
+    identity = uuid.uuid5(uuid.NAMESPACE_URL, f"tracelet:{tracelet_run_id}/{key}/{step}/{millis}/{occurrence}")
+    return f"{key.replace('/', '~')}+step+{step}+timestamp+{millis}+{identity}"
+
+
+def _without_credentials(uri: str) -> str:
+    """``uri`` without the ``user:password@`` part of its network location."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _NOT_FINITE_MESSAGE = "non-finite metric value: MLflow's SQL stores keep NaN but store +/-inf as +/-1.7976931348623157e308"
