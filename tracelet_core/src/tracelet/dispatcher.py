@@ -34,7 +34,7 @@ from tracelet.checks import STEP_RANGE, RecordChecker
 from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, Metric, RunStatus
-from tracelet.redact import Redactor
+from tracelet.redact import Redactor, scrub
 from tracelet.values import Tally, name_label, short_repr
 from tracelet.worker import BackendStats, BackendWorker, End, FlushRequest, Segment
 
@@ -220,7 +220,7 @@ class Dispatcher:
                 errors += 1
                 self._record_error(error)
                 if errors >= _MAX_ROUTER_ERRORS:
-                    self.thread_error = f"{type(error).__name__}: {error}"
+                    self.thread_error = scrub(f"{type(error).__name__}: {error}")
                     _log.error(
                         "the router thread died; logging calls, flush() and stop() route records themselves",
                         error=self.thread_error,

@@ -55,6 +55,7 @@ from tracelet.info import BackendRunRef, RunInfo
 from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, Artifact, Figure, Histogram, Image, Metric, Param, Record, RunStatus, Tag, Text
+from tracelet.redact import scrub
 
 try:  # POSIX: a lock that the kernel releases when the process dies, even by SIGKILL
     import fcntl
@@ -467,7 +468,7 @@ class BackendSpool:
             "version": FORMAT_VERSION,
             "backend": self._backend,
             "run": _CONVERTER.unstructure(self._run),
-            "backend_run": None if self._ref is None else _CONVERTER.unstructure(self._ref),
+            "backend_run": None if self._ref is None else _scrubbed_ref(_CONVERTER.unstructure(self._ref)),
             "status": None if self._status is None else self._status.value,
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
@@ -750,6 +751,13 @@ class BackendSpool:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _scrubbed_ref(document: dict[str, Any]) -> dict[str, Any]:
+    """A backend run ref for ``meta.json``: its URL without credentials (``http://user:pass@host``)."""
+    if isinstance(document.get("url"), str):
+        document["url"] = scrub(document["url"])
+    return document
 
 
 def _read_acked(directory: Path) -> dict[int, int]:

@@ -41,6 +41,7 @@ from tracelet.info import BackendRunRef, RunInfo
 from tracelet.lifecycle import block_process_signals
 from tracelet.log import get_logger
 from tracelet.records import ROUTES, RunStatus
+from tracelet.redact import scrub
 from tracelet.spool import BackendSpool, SpoolPosition, encode_records
 from tracelet.values import name_label
 
@@ -465,7 +466,7 @@ class BackendWorker:
 
     def _died(self, error: BaseException) -> None:
         """The thread is ending on an error: keep every record on disk, answer pending flushes, say so once."""
-        self._thread_error = f"{type(error).__name__}: {error}"
+        self._thread_error = scrub(f"{type(error).__name__}: {error}")
         self._last_error = f"worker thread died: {self._thread_error}"
         _log.error(
             "backend worker thread died; its records go to the spool for `tracelet replay`",
@@ -850,7 +851,7 @@ class BackendWorker:
 
     def _record_error(self, hook_name: str, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
-        self._last_error = f"{hook_name}: {message}"
+        self._last_error = scrub(f"{hook_name}: {message}")  # kept in stats(): no credential from a URL in an error
         if message in self._logged_errors or len(self._logged_errors) >= _MAX_LOGGED_ERRORS:
             return
         self._logged_errors.add(message)
