@@ -255,8 +255,8 @@ def _live_one_round(round_: Round, disk: Disk, environment: dict[str, str], flag
                 round_.full = (round_.full[0], time.time())
         assert process.wait(10) == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
         for text in process.stdout.read().splitlines():
-            step, at = text.split()
-            round_.ledger.append((int(step), float(at)))
+            step, moment = text.split()
+            round_.ledger.append((int(step), float(moment)))
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import math
 import os
 import threading
 import time
@@ -323,6 +324,8 @@ def unstorable(record: Record) -> Exception | None:
             return OverflowError("Python int too large to convert to SQLite INTEGER")
         if type(record.timestamp) is not float:
             return TypeError(f"timestamp must be a float, not {type(record.timestamp).__name__}")
+        if not math.isfinite(record.timestamp):
+            return ValueError(f"cannot convert float {record.timestamp} to integer")
     if isinstance(record, Metric) and type(record.value) is not float:
         return TypeError(f"metric value must be a float, not {type(record.value).__name__}")
     if isinstance(record, Param) and not (record.value is None or type(record.value) in (str, int, float, bool)):
@@ -381,7 +384,7 @@ def _to_json(record: Record) -> dict[str, Any]:
 
 def _from_json(document: dict[str, Any]) -> Record:
     kind = _TYPES[document.pop("type")]
-    values = {
+    values: dict[str, Any] = {
         name: base64.b64decode(value["base64"]) if isinstance(value, dict) and "base64" in value else value
         for name, value in document.items()
     }
