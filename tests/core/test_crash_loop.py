@@ -4,8 +4,9 @@ Each round starts a script (a real process) that logs ``loss`` = ``step * 0.5`` 
 steps of its own range as fast as a small training loop would, to the
 ``fixture-chaos`` backend, which stores what it receives in a JSON-lines file that
 outlives the process. While it runs, the test takes that backend down (it raises) or
-hangs it (its calls block) for random spells, and in one round fills the disk that
-holds the spool and frees it again; then it SIGKILLs the script at a random moment.
+hangs it (its calls block) for random spells (one round: an outage, a full recovery, a
+second outage), and in one round fills the disk that holds the spool and frees it again;
+then it SIGKILLs the script at a random moment.
 After every round, ``tracelet replay`` (the real command) delivers what the spools
 hold, into the same store.
 
@@ -270,13 +271,22 @@ def _live_one_round(round_: Round, disk: Disk, environment: dict[str, str], flag
 
 
 def _plan(round_: Round, rng: random.Random) -> list[tuple[float, str]]:
-    """Seconds after start -> what the test does: outages, maybe a disk-full episode, and the kill."""
+    """Seconds after start -> what the test does: outages, maybe a disk-full episode, and the kill.
+
+    Round 1 has the disk-full episode, round 2 a second outage after the spool drained once (issue 9
+    items 8 and 7); the others random outages.
+    """
     if round_.index == 1:  # the disk-full round: the backend is down (so records spool), the disk fills and frees
         down = rng.uniform(0.2, 0.5)
         full = down + rng.uniform(0.3, 0.6)
         free = full + rng.uniform(0.5, 1.0)
         up = free + rng.uniform(0.3, 0.8)
         return [(down, "down"), (full, "disk full"), (free, "disk free"), (up, "up"), (up + rng.uniform(1.8, 3.0), "kill")]
+    if round_.index == 2:  # an outage, a full recovery (the spool drains and is reset), a second outage, the kill
+        down = rng.uniform(0.2, 0.4)
+        up = down + rng.uniform(0.5, 0.8)
+        again = up + rng.uniform(0.6, 0.9)
+        return [(down, "down"), (up, "up"), (again, "down"), (again + rng.uniform(2.2, 3.0), "kill")]
     life = rng.uniform(1.5, 4.5)
     plan: list[tuple[float, str]] = []
     at = rng.uniform(0.1, 0.6)
