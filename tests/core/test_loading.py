@@ -108,7 +108,7 @@ def test_unknown_backend_name_lists_installed_ones(tracelet_start: Callable[...,
         tracelet_start(backends=["mlflw"])
     assert str(caught.value) == (
         "unknown backend(s) 'mlflw'; installed backends: "
-        "fixture-flaky, fixture-good, fixture-hanging, fixture-picky, fixture-raising, fixture-slow, recording"
+        "fixture-chaos, fixture-flaky, fixture-good, fixture-hanging, fixture-picky, fixture-raising, fixture-slow, recording"
     )
 
 
