@@ -252,8 +252,8 @@ class Run:
 
     def log_image(self, name: str, image: Any, step: int | None = None) -> None:
         """Log an image: a numpy array or torch tensor (HW, HWC or CHW) or a PIL image."""
-        resolved = self._step_for(step, name)
         checked = self._name("image", name)
+        resolved = None if checked is None else self._step_for(step, checked)  # one refusal per call, not two
         if resolved is None or checked is None:
             return
         try:
@@ -265,8 +265,8 @@ class Run:
 
     def log_text(self, name: str, text: str, step: int | None = None) -> None:
         """Log a text snippet."""
-        resolved = self._step_for(step, name)
         checked = self._name("text", name)
+        resolved = None if checked is None else self._step_for(step, checked)  # one refusal per call, not two
         if resolved is None or checked is None:
             return
         try:
@@ -278,8 +278,8 @@ class Run:
 
     def log_histogram(self, name: str, values: Any, step: int | None = None, *, bins: int = 64) -> None:
         """Log the distribution of ``values`` (a sequence, numpy array or tensor) in ``bins`` bins."""
-        resolved = self._step_for(step, name)
         checked = self._name("histogram", name)
+        resolved = None if checked is None else self._step_for(step, checked)  # one refusal per call, not two
         if resolved is None or checked is None:
             return
         try:
@@ -291,8 +291,8 @@ class Run:
 
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Log a matplotlib figure, rendered to PNG now (figures are not thread-safe)."""
-        resolved = self._step_for(step, name)
         checked = self._name("figure", name)
+        resolved = None if checked is None else self._step_for(step, checked)  # one refusal per call, not two
         if resolved is None or checked is None:
             return
         try:

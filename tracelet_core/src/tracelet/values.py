@@ -113,7 +113,7 @@ def to_metric_value(value: Any) -> float | None:
     if isinstance(value, numbers.Real):
         try:
             return float(value)
-        except (OverflowError, ValueError):
+        except Exception:  # noqa: BLE001 - overflow, or a hostile __float__: not a metric
             return None
     return None
 
@@ -241,6 +241,8 @@ class Tally:
             return dict(self._counts[what])
 
     def _count(self, what: str, kind: str, name: str, reason: str, message: str) -> None:
+        if type(name) is not str:  # a hostile name (its str() may raise) is shown by name_label()
+            name = name_label(name)
         key = f"{kind}:{name}"
         with self._lock:
             counts = self._counts[what]

@@ -664,7 +664,9 @@ class BackendWorker:
         if outcome is _Outcome.DONE:
             self._delivered_batch(batch)
             return outcome, len(batch)
-        if len(batch) > 1 and self._end is None and (outcome is _Outcome.REJECTED or self._exhausted):
+        # A refused batch is always split (the backend answers, and quickly); a failing one not while stopping
+        # (replay isolates what is left).
+        if len(batch) > 1 and (outcome is _Outcome.REJECTED or (self._exhausted and self._end is None)):
             return self._isolate(hook_name, argument, batch, answered=outcome is _Outcome.REJECTED)
         if outcome is _Outcome.REJECTED:
             self._set_aside(batch)
