@@ -545,6 +545,8 @@ class BackendWorker:
                     if handled:
                         self._guard(self._spool.ack, segment_id, ends[handled - 1], handled)
                     self._in_hand = []
+                    if outcome is _Outcome.DIVERTED:
+                        self._start_spooling()  # the rest is at the spool's head: read it from there, in order
                     return False
                 if outcome is _Outcome.DIVERTED:
                     self._in_hand = records[start + handled :]
@@ -633,6 +635,12 @@ class BackendWorker:
     def _handle_request(self, request: object, ok: bool) -> bool:
         """Handle a flush or end request; ``ok`` is False when records before it went to the spool."""
         if isinstance(request, FlushRequest):
+            if not ok and self._spooling and not self._abandoned:
+                # What precedes it went to the spool on its way (a slow start, a stuck hook): the flush is
+                # answered once the spool has been delivered up to here, not failed now.
+                with self._lock:
+                    self._queue.appendleft(_Marker(request, self._spool.position()))
+                return True
             request.complete(self.name, ok and self._flush())
             return True
         if isinstance(request, End):

@@ -32,11 +32,12 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -141,29 +142,31 @@ class MlflowBackend:
         from mlflow.entities import Metric as MlflowMetric
 
         _register_fork_handler()
-        self._metric_entity = MlflowMetric
-        self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        self._tracelet_run_id = run.id
-        # A retried start (the first one failed after creating the run) resumes that run: never a second one.
-        resume_id = self.run_id or self.settings.run_id or run.resume.get(run.backend)
-        mlflow_run = self._resume(resume_id) if resume_id else self._create(run)
-        self.run_id = mlflow_run.info.run_id
-        self.experiment_id = mlflow_run.info.experiment_id
-        own_tags = {
-            names.TRACELET_VERSION: run.tracelet_version,
-            names.TRACELET_PLUGINS: ",".join(run.plugins),
-            TRACELET_RUN_ID_TAG: run.id,
-            **self.settings.tags,
-        }
-        self.tracelet_backend_set_tags([Tag(name, str(value)) for name, value in own_tags.items()])
-        return BackendRunRef(self.run_id, self._url())
+        with self._store_calls():
+            self._metric_entity = MlflowMetric
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._tracelet_run_id = run.id
+            # A retried start (the first one failed after creating the run) resumes that run: never a second one.
+            resume_id = self.run_id or self.settings.run_id or run.resume.get(run.backend)
+            mlflow_run = self._resume(resume_id) if resume_id else self._create(run)
+            self.run_id = mlflow_run.info.run_id
+            self.experiment_id = mlflow_run.info.experiment_id
+            own_tags = {
+                names.TRACELET_VERSION: run.tracelet_version,
+                names.TRACELET_PLUGINS: ",".join(run.plugins),
+                TRACELET_RUN_ID_TAG: run.id,
+                **self.settings.tags,
+            }
+            self.tracelet_backend_set_tags([Tag(name, str(value)) for name, value in own_tags.items()])
+            return BackendRunRef(self.run_id, self._url())
 
     @hookimpl
     def tracelet_backend_end(self, status: RunStatus) -> None:
         """Set the MLflow run's status (FINISHED, FAILED or KILLED) and end time."""
-        self._require_client().set_terminated(
-            self._require_run_id(), status=RunStatus(status).value, end_time=to_millis(time.time())
-        )
+        with self._store_calls():
+            self._require_client().set_terminated(
+                self._require_run_id(), status=RunStatus(status).value, end_time=to_millis(time.time())
+            )
 
     def _create(self, run: RunInfo) -> MlflowRun:
         from mlflow.tracking.context.registry import resolve_tags
@@ -506,7 +509,8 @@ class MlflowBackend:
             self._pending.clear()  # left by a call that raised: it is retried from the state before it
         self._depth += 1
         try:
-            yield
+            with self._store_calls():
+                yield
         finally:
             self._depth -= 1
         if self._depth == 0:
@@ -525,6 +529,14 @@ class MlflowBackend:
 
         self._pending.append(apply)
 
+    def _store_calls(self) -> AbstractContextManager[object]:
+        """Held around MLflow calls on a sqlite store, so that no ``fork()`` happens in the middle of one.
+
+        See :func:`_register_fork_handler`. Other stores (HTTP) need no guard and get none:
+        a hung server must never block a fork.
+        """
+        return _STORE_CALLS if self.tracking_uri.startswith("sqlite:") else nullcontext()
+
     def _require_client(self) -> MlflowClient:
         if self._client is None:
             raise RuntimeError("the MLflow backend has not started")
@@ -537,6 +549,11 @@ class MlflowBackend:
 
 
 _fork_handler_registered = False
+_STORE_CALLS = threading.RLock()
+"""Held by a backend hook calling MLflow on a sqlite store, and by ``fork()`` (see :func:`_register_fork_handler`)."""
+_FORK_WAIT = 60.0
+"""Longest a ``fork()`` waits for an MLflow call in flight: MLflow's sqlite busy timeout is 20 s."""
+_fork_held: list[bool] = []
 
 
 def _register_fork_handler() -> None:
@@ -545,23 +562,45 @@ def _register_fork_handler() -> None:
     MLflow caches tracking stores per URI (``TrackingStoreRegistry._get_store_with_resolved_uri``,
     an ``lru_cache``) and SQLAlchemy engines per database URI (``SqlAlchemyStore._engine_map``),
     guarded by module-level locks. A child forked while the parent used them
-    inherits the parent's pooled sqlite connections (shared file descriptors
-    and lock state) and possibly a lock held by a parent thread that does not
-    exist in the child: its own run then hangs or fails. The handler runs in
-    the child right after ``fork()``, before any of its threads.
+    inherits the parent's pooled sqlite connections and possibly a lock held
+    by a parent thread that does not exist in the child; the child's own run
+    then hung or failed. Two handlers:
+
+    - before ``fork()``, wait until no backend is inside an MLflow call on a
+      sqlite store (:data:`_STORE_CALLS`). sqlite keeps its file locks'
+      bookkeeping in process memory, per file: a child forked while the parent
+      held a lock inherits "this process holds a lock" and even a brand-new
+      connection to that file in the child then fails ("database is locked",
+      even "database disk image is malformed"). Between calls sqlite holds no
+      lock, so a child forked then starts clean;
+    - in the child, right after ``fork()`` and before any of its threads run,
+      forget MLflow's cached stores, engines and artifact repositories
+      (:func:`_reset_mlflow_in_child`), so the child opens its own connections.
     """
     global _fork_handler_registered
     if _fork_handler_registered or not hasattr(os, "register_at_fork"):
         return
     _fork_handler_registered = True
-    os.register_at_fork(after_in_child=_reset_mlflow_in_child)
+    os.register_at_fork(before=_hold_store_calls, after_in_parent=_release_store_calls, after_in_child=_reset_mlflow_in_child)
+
+
+def _hold_store_calls() -> None:
+    # Bounded: a call stuck past MLflow's own timeouts must not hang the fork for good.
+    _fork_held.append(_STORE_CALLS.acquire(timeout=_FORK_WAIT))
+
+
+def _release_store_calls() -> None:
+    if _fork_held.pop():
+        _STORE_CALLS.release()
 
 
 def _reset_mlflow_in_child() -> None:
     """Forget the parent's MLflow stores, engines and artifact repositories; new ones are made on first use."""
     import sys
-    import threading
 
+    global _STORE_CALLS
+    _STORE_CALLS = threading.RLock()  # the parent's, held by the forking thread, is not ours
+    _fork_held.clear()
     try:
         registry = sys.modules.get("mlflow.tracking._tracking_service.registry")
         if registry is not None:
