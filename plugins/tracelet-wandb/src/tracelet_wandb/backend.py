@@ -53,7 +53,16 @@ from tracelet.plugin import (
     hookimpl,
     names,
 )
-from tracelet_wandb.naming import MAX_HISTOGRAM_BINS, STEP_KEY, TAGS_CONFIG_KEY, KeyMapper, label_of, rebin, sanitise_key
+from tracelet_wandb.naming import (
+    MAX_HISTOGRAM_BINS,
+    RENAME_PREFIX,
+    STEP_KEY,
+    TAGS_CONFIG_KEY,
+    KeyMapper,
+    label_of,
+    rebin,
+    sanitise_key,
+)
 from tracelet_wandb.settings import PLUGIN_NAME, WandbSettings
 
 if TYPE_CHECKING:
@@ -119,7 +128,8 @@ class WandbBackend:
         self._param_key = KeyMapper(self._on_rename("param"))
         self._config: dict[str, Any] = {}
         """The run's config as Tracelet set it (nested); each batch updates the top-level keys it changed."""
-        self._flat_params: set[str] = set()
+        self._flat_params: dict[str, str] = {}
+        """A param that cannot nest -> its flat top-level config key."""
         self._tags: dict[str, str] = {}
         self._labels: dict[str, str] = {}
 
@@ -334,13 +344,18 @@ class WandbBackend:
 
     def _set_param(self, name: str, value: ParamValue) -> str | None:
         """Set ``name`` in the nested config; the top-level key changed, or ``None`` if nothing changed."""
-        parts = name.split(".")
-        parts[0] = self._param_key(parts[0])
-        if name in self._flat_params or not all(parts) or not _can_nest(self._config, parts):
-            if name not in self._flat_params:
-                self._flat_params.add(name)
-                self._adjust(PARAM_FLAT, f"param:{name}", "param cannot nest in the W&B config: kept under its full name")
-            parts = [self._param_key(name)]
+        flat = self._flat_params.get(name)
+        if flat is None:
+            parts = name.split(".")
+            parts[0] = self._param_key(parts[0])
+            if not all(parts) or not _can_nest(self._config, parts):
+                flat = self._param_key(name)
+                if isinstance(self._config.get(flat), dict):  # a dotless name where nested params are
+                    flat = RENAME_PREFIX + name
+                self._flat_params[name] = flat
+                self._adjust(PARAM_FLAT, f"param:{name}", "param cannot nest in the W&B config: kept flat", key=flat)
+        if flat is not None:
+            parts = [flat]
         node = self._config
         for part in parts[:-1]:
             node = node.setdefault(part, {})
