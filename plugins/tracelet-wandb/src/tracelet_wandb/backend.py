@@ -1,8 +1,10 @@
 """The W&B backend: one Tracelet run -> one W&B run, created with ``reinit="create_new"``.
 
-``create_new`` makes a run that is not ``wandb.run``: a user's own
-``wandb.init()`` / ``wandb.log()`` in the same script keeps its own run, and
-neither run gets the other's data. wandb is imported in
+``create_new`` makes a run that is not ``wandb.run``, and the backend takes
+it off W&B's list of the process's active runs (which a plain ``wandb.init()``
+would otherwise return instead of a new run): a user's own ``wandb.init()`` /
+``wandb.log()`` in the same script keeps its own run, and neither run gets the
+other's data. wandb is imported in
 :meth:`WandbBackend.tracelet_backend_start`, on the backend's worker thread,
 never when the plugin is discovered.
 
@@ -80,6 +82,7 @@ EXIT_CODES: dict[RunStatus, int] = {RunStatus.FINISHED: 0, RunStatus.FAILED: 1, 
 143 is what a shell reports for a process ended by SIGTERM (128 + 15)."""
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+_SERVICE_VARIABLE = "WANDB_SERVICE"
 
 
 class _Process:
@@ -151,6 +154,7 @@ class WandbBackend:
             return self._attached(live, run, resume_id)
         had_service = _service_running(wandb_setup)
         saved_hooks = (sys.excepthook, sys.exit)
+        saved_service = os.environ.get(_SERVICE_VARIABLE)
         try:
             wandb_run = wandb.init(
                 project=settings.project or run.project,
@@ -170,7 +174,16 @@ class WandbBackend:
             if not had_service and _service_running(wandb_setup):
                 _PROCESS.owns_service = True
                 _restore_exit_hooks(saved_hooks)
+                # W&B advertises its service to child processes through the environment; this one is the
+                # backend's and ends with its run, so the script's children must not attach to it.
+                if saved_service is None:
+                    os.environ.pop(_SERVICE_VARIABLE, None)
+                else:
+                    os.environ[_SERVICE_VARIABLE] = saved_service
         _LIVE_RUNS[wandb_run.id] = wandb_run
+        # W&B's list of active runs is what a script's own wandb.init() returns when a run is open ("returning
+        # the previous run") and what reinit="finish_previous" finishes: this run is not the script's.
+        _singleton_call(wandb_setup, "remove_active_run", wandb_run)
         # Every metric's x-axis is the Tracelet step: a point whose step goes back is still kept.
         wandb_run.define_metric(STEP_KEY, hidden=True)
         wandb_run.define_metric("*", step_metric=STEP_KEY, step_sync=True)
@@ -410,6 +423,13 @@ def _service_running(wandb_setup: Any) -> bool:
     """Whether this process has a connection to a W&B service (``wandb-core``), through W&B's singleton."""
     singleton = getattr(wandb_setup, "_singleton", None)
     return singleton is not None and getattr(singleton, "_connection", None) is not None
+
+
+def _singleton_call(wandb_setup: Any, method: str, *arguments: Any) -> None:
+    singleton = getattr(wandb_setup, "_singleton", None)
+    function = getattr(singleton, method, None)
+    if function is not None:
+        function(*arguments)
 
 
 def _active_runs(wandb_setup: Any) -> list[Any]:
