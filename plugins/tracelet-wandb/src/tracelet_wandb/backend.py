@@ -13,7 +13,7 @@ current step, and Tracelet's steps may go back. So no row is logged with
 ``step=``: every row carries its Tracelet step under :data:`STEP_KEY`, which
 ``define_metric("*", step_metric=STEP_KEY)`` makes every metric's x-axis (as
 Lightning's ``WandbLogger`` does with ``trainer/global_step``); W&B's own
-``_step`` just counts rows. Consecutive records of a batch that share a step
+``_step`` just counts rows (numbered by the backend, continuing a resumed run's). Consecutive records of a batch that share a step
 go into one row (W&B samples rows for its charts); a name repeated at the
 same step starts a new row, so both values are kept. Each row's
 ``_timestamp`` is its first record's timestamp.
@@ -65,6 +65,7 @@ from tracelet_wandb.naming import (
     rebin,
     sanitise_key,
 )
+from tracelet_wandb.offline import last_row_step
 from tracelet_wandb.settings import PLUGIN_NAME, WandbSettings
 
 if TYPE_CHECKING:
@@ -135,6 +136,9 @@ class WandbBackend:
         """A param that cannot nest -> its flat top-level config key."""
         self._tags: dict[str, str] = {}
         self._labels: dict[str, str] = {}
+        self._next_row = 0
+        """W&B's ``_step`` of the next history row: rows are numbered by the backend, so that a resumed
+        offline run goes on after its earlier parts (see :mod:`tracelet_wandb.offline`)."""
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -194,6 +198,10 @@ class WandbBackend:
         self.run_id = wandb_run.id
         self.run_dir = os.path.dirname(wandb_run.dir)
         self.url = wandb_run.url
+        self._next_row = wandb_run.step  # online, a resumed run's next row as the server knows it
+        if resume_id and wandb_run.offline:
+            last = last_row_step(Path(self.run_dir).parent, wandb_run.id, exclude=Path(self.run_dir))
+            self._next_row = max(self._next_row, 0 if last is None else last + 1)
         if resume_id:
             self._config = {key: value for key, value in dict(wandb_run.config).items() if key != "_wandb"}
             self._tags = dict(self._config.get(TAGS_CONFIG_KEY, {}))
@@ -311,14 +319,16 @@ class WandbBackend:
         row_step: int | None = None
         for key, value, step, timestamp in points:
             if row and (step != row_step or key in row):
-                log(row)
+                log(row, step=self._next_row)
+                self._next_row += 1
                 row = {}
             if not row:
                 row = {STEP_KEY: step, "_timestamp": timestamp}
                 row_step = step
             row[key] = value
         if row:
-            log(row)
+            log(row, step=self._next_row)
+            self._next_row += 1
 
     def _update_config(self, values: dict[str, Any]) -> None:
         config: Any = self._require_run().config  # wandb's Config.update has no type hints
