@@ -118,9 +118,8 @@ def main() -> None:
     for kind, measured in results.items():
         rates = [m["rate"] for m in measured]
         cpu = statistics.median(m["cpu_us"] for m in measured)
-        print(
-            f"  {kind:9s} {statistics.median(rates):9,.0f} points/s (range {min(rates):,.0f}-{max(rates):,.0f}), caller {cpu:.2f} µs CPU/point"
-        )
+        spread = f"range {min(rates):,.0f}-{max(rates):,.0f}"
+        print(f"  {kind:9s} {statistics.median(rates):9,.0f} points/s ({spread}), caller {cpu:.2f} µs CPU/point")
     print(f"tracelet / raw full rows: {statistics.median(over_raw):.2f}x  (pairs: {', '.join(f'{r:.2f}' for r in over_raw)})")
     print(f"tracelet / naive per-metric run.log: {statistics.median(over_naive):.2f}x")
 
