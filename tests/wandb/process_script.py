@@ -7,6 +7,7 @@
   script's and whose method ``sys.excepthook`` is (W&B's ``ExitHooks`` replaces both);
 - ``sigterm``: log half the points and flush, log the other half, print ``ready <pids of
   wandb-core>`` and wait for the test's SIGTERM;
+- ``crash``: log, print ``run <W&B run id>`` and die of an uncaught exception;
 - ``unreachable``: W&B online, pointed at a closed port on 127.0.0.1 (``WANDB_BASE_URL``
   set by the test): log, ``stop(timeout=3)``, print a JSON report (its result, how long
   it took, what was spooled).
@@ -76,6 +77,10 @@ elif mode == "sigterm":
     print("ready", " ".join(str(pid) for pid in service_pids()), flush=True)
     time.sleep(120)  # the test's SIGTERM ends this
     sys.exit("not killed")
+elif mode == "crash":
+    assert run.flush(timeout=60)  # the backend has started W&B (and its service's hooks were undone)
+    print("run", run.stats()["wandb"].run_id, flush=True)
+    raise RuntimeError("training diverged")
 elif mode == "unreachable":
     for step in range(half, points):
         tracelet.log_metric("loss", 1.0 / (step + 1), step)

@@ -96,6 +96,17 @@ def test_sigterm_ends_the_w_and_b_run_killed_with_every_point(tmp_path: Path) ->
     assert not any(_alive(pid) for pid in service), "the W&B service outlived the killed script"
 
 
+def test_a_crash_ends_the_w_and_b_run_failed_with_every_point(tmp_path: Path) -> None:
+    (tmp_path / "wandb-store").mkdir()
+    crashed = _run_script("crash", tmp_path, 200)
+    assert crashed.returncode == 1, crashed.stderr
+    assert "RuntimeError: training diverged" in crashed.stderr  # the script's own traceback, printed as without Tracelet
+    run_id = crashed.stdout.split()[1]
+    stored = read_offline_run(tmp_path / "wandb-store", run_id)
+    assert _series(stored.history, "loss") == [(step, 1.0 / (step + 1)) for step in range(100)]
+    assert stored.exit_codes == [1]  # FAILED
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
