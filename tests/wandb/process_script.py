@@ -7,6 +7,8 @@
   script's and whose method ``sys.excepthook`` is (W&B's ``ExitHooks`` replaces both);
 - ``sigterm``: log half the points and flush, log the other half, print ``ready <pids of
   wandb-core>`` and wait for the test's SIGTERM;
+- ``exit``: log half the points and flush (W&B has started), log the other half, print
+  ``run <W&B run id>`` and exit without ``stop()``;
 - ``crash``: log, print ``run <W&B run id>`` and die of an uncaught exception;
 - ``unreachable``: W&B online, pointed at a closed port on 127.0.0.1 (``WANDB_BASE_URL``
   set by the test): log, ``stop(timeout=3)``, print a JSON report (its result, how long
@@ -77,6 +79,11 @@ elif mode == "sigterm":
     print("ready", " ".join(str(pid) for pid in service_pids()), flush=True)
     time.sleep(120)  # the test's SIGTERM ends this
     sys.exit("not killed")
+elif mode == "exit":
+    assert run.flush(timeout=60)  # W&B started: see docs/plugins/wandb.md for a script that ends before
+    for step in range(half, points):
+        tracelet.log_metric("loss", 1.0 / (step + 1), step)
+    print("run", run.stats()["wandb"].run_id, flush=True)  # and exit without stop(): core's exit handler stops the run
 elif mode == "crash":
     assert run.flush(timeout=60)  # the backend has started W&B (and its service's hooks were undone)
     print("run", run.stats()["wandb"].run_id, flush=True)

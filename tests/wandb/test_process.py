@@ -96,6 +96,21 @@ def test_sigterm_ends_the_w_and_b_run_killed_with_every_point(tmp_path: Path) ->
     assert not any(_alive(pid) for pid in service), "the W&B service outlived the killed script"
 
 
+def test_a_script_that_never_calls_stop_ends_the_w_and_b_run_at_exit_with_every_point(tmp_path: Path) -> None:
+    """W&B registers its service's atexit teardown after core's exit handler: the backend makes sure the run
+    is stopped (and delivered) before W&B's service goes."""
+    (tmp_path / "wandb-store").mkdir()
+    points = 2000
+    exited = _run_script("exit", tmp_path, points)
+    assert exited.returncode == 0, exited.stderr
+    assert "backend hook failed" not in exited.stderr, exited.stderr
+    (run_dir,) = (tmp_path / "wandb-store" / "wandb").glob("offline-run-*")
+    stored = read_offline_run(tmp_path / "wandb-store", run_dir.name.rsplit("-", 1)[1])
+    assert _series(stored.history, "loss") == [(step, 1.0 / (step + 1)) for step in range(points)]
+    assert stored.exit_codes == [0]
+    assert not (tmp_path / ".tracelet" / "spool").exists() or not any((tmp_path / ".tracelet" / "spool").rglob("*.seg"))
+
+
 def test_a_crash_ends_the_w_and_b_run_failed_with_every_point(tmp_path: Path) -> None:
     (tmp_path / "wandb-store").mkdir()
     crashed = _run_script("crash", tmp_path, 200)

@@ -25,6 +25,7 @@ is counted in :attr:`WandbBackend.adjustments` and warned about once per name.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import glob
 import io
@@ -91,9 +92,14 @@ class _Process:
 
     owns_service = False
     """Whether a W&B run of this plugin started the W&B service (``wandb-core``) of this process."""
+    exit_handler = False
+    """Whether :func:`_stop_at_exit` is registered."""
 
 
 _PROCESS = _Process()
+
+_OPEN_TRACELET_RUNS: set[str] = set()
+"""Ids of the Tracelet runs whose W&B run this plugin has started and not finished."""
 
 _LIVE_RUNS: dict[str, WandbRun] = {}
 """W&B runs this plugin started in this process and has not finished, by id (see ``tracelet_backend_start``)."""
@@ -137,6 +143,7 @@ class WandbBackend:
         self._tags: dict[str, str] = {}
         self._labels: dict[str, str] = {}
         self._next_row = 0
+        self._tracelet_run_id = ""
         """W&B's ``_step`` of the next history row: rows are numbered by the backend, so that a resumed
         offline run goes on after its earlier parts (see :mod:`tracelet_wandb.offline`)."""
 
@@ -185,6 +192,7 @@ class WandbBackend:
                 else:
                     os.environ[_SERVICE_VARIABLE] = saved_service
         _LIVE_RUNS[wandb_run.id] = wandb_run
+        _stop_before_wandb_at_exit()
         # W&B's list of active runs is what a script's own wandb.init() returns when a run is open ("returning
         # the previous run") and what reinit="finish_previous" finishes: this run is not the script's.
         _singleton_call(wandb_setup, "remove_active_run", wandb_run)
@@ -194,6 +202,8 @@ class WandbBackend:
         return self._attached(wandb_run, run, resume_id)
 
     def _attached(self, wandb_run: WandbRun, run: RunInfo, resume_id: str | None) -> BackendRunRef:
+        self._tracelet_run_id = run.id
+        _OPEN_TRACELET_RUNS.add(run.id)
         self._run = wandb_run
         self.run_id = wandb_run.id
         self.run_dir = os.path.dirname(wandb_run.dir)
@@ -230,6 +240,7 @@ class WandbBackend:
         wandb_run = self._require_run()
         wandb_run.finish(exit_code=EXIT_CODES[RunStatus(status)])
         _LIVE_RUNS.pop(wandb_run.id, None)
+        _OPEN_TRACELET_RUNS.discard(self._tracelet_run_id)
         if _PROCESS.owns_service:
             from wandb.sdk import wandb_setup
 
@@ -408,6 +419,29 @@ class WandbBackend:
         if self._run is None:
             raise RuntimeError("the W&B backend has not started")
         return self._run
+
+
+def _stop_before_wandb_at_exit() -> None:
+    """Register :func:`_stop_at_exit` once per process, after W&B's own atexit teardown of its service.
+
+    atexit runs handlers in reverse order of registration. Core's handler (which stops the
+    active run at exit) was registered by ``tracelet.start()``, before W&B registered the
+    teardown of its service in ``wandb.init``: left alone, W&B would stop its service first
+    and the run's last records and its end would find no service. This handler, registered
+    after both, runs first.
+    """
+    if not _PROCESS.exit_handler:
+        _PROCESS.exit_handler = True
+        atexit.register(_stop_at_exit)
+
+
+def _stop_at_exit() -> None:
+    """Stop the active Tracelet run, as core's own exit handler would, if its W&B run is still open."""
+    import tracelet
+
+    run = tracelet.active_run()
+    if run is not None and run.id in _OPEN_TRACELET_RUNS:
+        run.stop(RunStatus.FINISHED)
 
 
 def _can_nest(config: dict[str, Any], parts: Sequence[str]) -> bool:
