@@ -9,6 +9,9 @@
   wandb-core>`` and wait for the test's SIGTERM;
 - ``exit``: log half the points and flush (W&B has started), log the other half, print
   ``run <W&B run id>`` and exit without ``stop()``;
+- ``hung``: log half the points and flush, print ``ready <pids of wandb-core>``, wait for a line
+  on stdin (the test stops the service with SIGSTOP meanwhile), log the other half,
+  ``stop(timeout=3)``, print a JSON report, wait for another line (the test resumes the service);
 - ``crash``: log, print ``run <W&B run id>`` and die of an uncaught exception;
 - ``unreachable``: W&B online, pointed at a closed port on 127.0.0.1 (``WANDB_BASE_URL``
   set by the test): log, ``stop(timeout=3)``, print a JSON report (its result, how long
@@ -84,6 +87,19 @@ elif mode == "exit":
     for step in range(half, points):
         tracelet.log_metric("loss", 1.0 / (step + 1), step)
     print("run", run.stats()["wandb"].run_id, flush=True)  # and exit without stop(): core's exit handler stops the run
+elif mode == "hung":
+    assert run.flush(timeout=60)
+    print("ready", " ".join(str(pid) for pid in service_pids()), flush=True)
+    sys.stdin.readline()  # the test has stopped the W&B service (SIGSTOP): W&B hangs
+    for step in range(half, points):
+        tracelet.log_metric("loss", 1.0 / (step + 1), step)
+    started = time.monotonic()
+    ok = run.stop(timeout=3)
+    elapsed = time.monotonic() - started
+    stats = run.stats()["wandb"]
+    report = {"ok": ok, "elapsed": elapsed, "spooled": stats.spooled, "delivered": stats.delivered, "run_id": stats.run_id}
+    print(json.dumps(report), flush=True)
+    sys.stdin.readline()  # the test has let the service go on (SIGCONT)
 elif mode == "crash":
     assert run.flush(timeout=60)  # the backend has started W&B (and its service's hooks were undone)
     print("run", run.stats()["wandb"].run_id, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from wandb_reader import read_offline_run
+from wandb_reader import read_finished_run, read_offline_run
 
 _SCRIPT = Path(__file__).with_name("process_script.py")
 _TRACELET_CLI = Path(sys.executable).with_name("tracelet")
@@ -120,6 +121,46 @@ def test_a_crash_ends_the_w_and_b_run_failed_with_every_point(tmp_path: Path) ->
     stored = read_offline_run(tmp_path / "wandb-store", run_id)
     assert _series(stored.history, "loss") == [(step, 1.0 / (step + 1)) for step in range(100)]
     assert stored.exit_codes == [1]  # FAILED
+
+
+def test_stop_keeps_its_deadline_while_w_and_b_hangs_in_finish(tmp_path: Path) -> None:
+    """The W&B service stopped with SIGSTOP: every call waiting on it hangs, ``run.finish()`` first."""
+    (tmp_path / "wandb-store").mkdir()
+    points = 1000
+    command = [sys.executable, str(_SCRIPT), "hung", str(tmp_path / "wandb-store"), str(points)]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    process = subprocess.Popen(command, **pipes, text=True, cwd=tmp_path, env=_environment(), start_new_session=True)
+    service: list[int] = []
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        ready = process.stdout.readline().split()
+        assert ready[:1] == ["ready"], process.stderr.read() if process.stderr else ""
+        service = [int(pid) for pid in ready[1:]]
+        assert len(service) == 1
+        os.kill(service[0], signal.SIGSTOP)
+        process.stdin.write("\n")
+        process.stdin.flush()
+        report = json.loads(process.stdout.readline())
+        os.kill(service[0], signal.SIGCONT)
+        process.stdin.write("\n")
+        process.stdin.flush()
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        for pid in service:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert report["ok"] is False, report  # W&B did not finish in time ...
+    assert report["elapsed"] < 3 + 2.0, report  # ... and stop() returned by its deadline all the same
+    assert process.returncode == 0, stderr
+    # run.log only hands rows to the service's socket: they were delivered; the service, let go on, wrote them.
+    assert report["spooled"] == 0 and report["delivered"] == points + 1, report
+    stored = read_finished_run(tmp_path / "wandb-store", report["run_id"])
+    assert _series(stored.history, "loss") == [(step, 1.0 / (step + 1)) for step in range(points)]
+    # Once the service goes on, the abandoned finish() and W&B's own atexit teardown each end the run.
+    assert set(stored.exit_codes) == {0}, stored.exit_codes
 
 
 def _closed_port() -> int:
