@@ -163,6 +163,9 @@ def test_stop_keeps_its_deadline_while_w_and_b_hangs_in_finish(tmp_path: Path) -
     assert set(stored.exit_codes) == {0}, stored.exit_codes
 
 
+_FAKE_KEY = "notarealkey" + "0" * 29
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -178,7 +181,7 @@ def test_unreachable_w_and_b_stop_keeps_its_deadline_and_replay_delivers_everyth
         tmp_path,
         points,
         WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}",
-        WANDB_API_KEY="0" * 40,  # not a credential: the closed port never sees it
+        WANDB_API_KEY=_FAKE_KEY,  # not a credential: the closed port never sees it
     )
     elapsed = time.monotonic() - started
     assert finished.returncode == 0, finished.stderr
@@ -188,6 +191,11 @@ def test_unreachable_w_and_b_stop_keeps_its_deadline_and_replay_delivers_everyth
     assert report["spooled"] == points + 1, report  # every point and the params: nothing lost
     assert report["run_id"] is None  # wandb.init never reached the server
     assert elapsed < 60, "the script's exit waited on W&B past its init_timeout"
+    # The API key is W&B's business: it is in no record, log line or spool file.
+    assert _FAKE_KEY not in finished.stdout + finished.stderr
+    assert not [
+        path for path in (tmp_path / ".tracelet").rglob("*") if path.is_file() and _FAKE_KEY.encode() in path.read_bytes()
+    ]
 
     spool = tmp_path / ".tracelet" / "spool"
     environment = _environment(TRACELET_WANDB_MODE="offline", TRACELET_WANDB_DIR=str(tmp_path / "replayed"))
