@@ -225,13 +225,19 @@ def test_an_offline_resume_numbers_its_rows_after_the_earlier_parts(
     first = start_wandb()
     for step in range(3):
         first.log_metric("m", float(step), step)
+    first.log_params({"optim": {"lr": 0.1, "momentum": 0.9}})
+    first.set_tags({"team": "vision"})
     backend, _ = finish_and_read(first)
     for part in range(2):
         resumed = start_wandb(run_id=backend.run_id)
         resumed.log_metric("m", 10.0 + part, 1)  # back to an earlier Tracelet step: kept all the same
         resumed.log_metric("m", 20.0 + part, 5 + part)
+        resumed.log_params({"optim": {"lr": 0.01 * (part + 1)}})
         again, stored = finish_and_read(resumed)
         assert again.run_id == backend.run_id
+    # A config update replaces a top-level key whole: the resumed parts update what the earlier ones left.
+    assert stored.config["optim"] == {"lr": 0.02, "momentum": 0.9}
+    assert stored.config["tracelet_tags"]["team"] == "vision"
     assert len(stored.directories) == 3
     assert [row["_step"] for row in stored.history] == list(range(7))
     assert _series(stored, "m") == [(0, 0.0), (1, 1.0), (2, 2.0), (1, 10.0), (5, 20.0), (1, 11.0), (6, 21.0)]

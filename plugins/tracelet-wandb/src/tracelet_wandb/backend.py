@@ -66,7 +66,7 @@ from tracelet_wandb.naming import (
     rebin,
     sanitise_key,
 )
-from tracelet_wandb.offline import last_row_step
+from tracelet_wandb.offline import earlier_parts
 from tracelet_wandb.settings import PLUGIN_NAME, WandbSettings
 
 if TYPE_CHECKING:
@@ -209,12 +209,14 @@ class WandbBackend:
         self.run_dir = os.path.dirname(wandb_run.dir)
         self.url = wandb_run.url
         self._next_row = wandb_run.step  # online, a resumed run's next row as the server knows it
-        if resume_id and wandb_run.offline:
-            last = last_row_step(Path(self.run_dir).parent, wandb_run.id, exclude=Path(self.run_dir))
-            self._next_row = max(self._next_row, 0 if last is None else last + 1)
         if resume_id:
-            self._config = {key: value for key, value in dict(wandb_run.config).items() if key != "_wandb"}
-            self._tags = dict(self._config.get(TAGS_CONFIG_KEY, {}))
+            config = {key: value for key, value in dict(wandb_run.config).items() if key != "_wandb"}
+            if wandb_run.offline:  # W&B knows nothing of the earlier parts: read them (see tracelet_wandb.offline)
+                earlier = earlier_parts(Path(self.run_dir).parent, wandb_run.id, exclude=Path(self.run_dir))
+                self._next_row = max(self._next_row, 0 if earlier.last_step is None else earlier.last_step + 1)
+                config = {**earlier.config, **config}
+            self._config = config
+            self._tags = dict(config.get(TAGS_CONFIG_KEY, {}))
         own_tags = {
             names.TRACELET_VERSION: run.tracelet_version,
             names.TRACELET_PLUGINS: ",".join(run.plugins),
