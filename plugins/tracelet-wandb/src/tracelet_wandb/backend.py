@@ -143,9 +143,9 @@ class WandbBackend:
         self._tags: dict[str, str] = {}
         self._labels: dict[str, str] = {}
         self._next_row = 0
-        self._tracelet_run_id = ""
         """W&B's ``_step`` of the next history row: rows are numbered by the backend, so that a resumed
         offline run goes on after its earlier parts (see :mod:`tracelet_wandb.offline`)."""
+        self._tracelet_run_id = ""
 
     # --- lifecycle ------------------------------------------------------------------
 
