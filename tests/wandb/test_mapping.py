@@ -99,9 +99,11 @@ def test_non_finite_values_and_names_w_and_b_reserves(tmp_path: Path) -> None:
             Metric("inf", -math.inf, 0, now),
         ]
     )
+    backend.tracelet_backend_log_metrics([Metric("_step", 7.0, 1, now)])  # renames are counted per record
     backend.tracelet_backend_end(RunStatus.FINISHED)
     assert backend.run_id is not None
-    (row,) = read_finished_run(tmp_path / "direct", backend.run_id).history
+    row, second = read_finished_run(tmp_path / "direct", backend.run_id).history
+    assert (second[STEP], second["tracelet/_step"]) == (1, 7.0)
     assert row[STEP] == 0
     assert row["_step"] == 0  # W&B's own row counter, not the metric named "_step"
     assert row["tracelet/_step"] == 5.0
@@ -109,7 +111,7 @@ def test_non_finite_values_and_names_w_and_b_reserves(tmp_path: Path) -> None:
     assert math.isnan(row["nan"])
     assert row["inf"] == -math.inf
     assert backend.renamed == {"metric:_step": "tracelet/_step", f"metric:{STEP}": "tracelet/tracelet/step"}
-    assert backend.adjustments == {"renamed": 2}
+    assert backend.adjustments == {"renamed": 3}
 
 
 def test_params_are_the_nested_config_and_a_relogged_param_keeps_the_last_value(

@@ -84,6 +84,7 @@ EXIT_CODES: dict[RunStatus, int] = {RunStatus.FINISHED: 0, RunStatus.FAILED: 1, 
 143 is what a shell reports for a process ended by SIGTERM (128 + 15)."""
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+_RENAMED_MESSAGE = "name reserved by W&B (a leading '_') or by this backend: renamed"
 _SERVICE_VARIABLE = "WANDB_SERVICE"
 
 
@@ -134,6 +135,7 @@ class WandbBackend:
         self._wandb: Any = None
         self._run: WandbRun | None = None
         self._warned: set[tuple[str, str]] = set()
+        self._renamed_series: set[str] = set()
         self._metric_key = KeyMapper(self._on_rename("metric"))
         self._param_key = KeyMapper(self._on_rename("param"))
         self._config: dict[str, Any] = {}
@@ -257,6 +259,7 @@ class WandbBackend:
         """One ``run.log`` row per run of consecutive metrics sharing a step; every point kept."""
         key_of = self._metric_key
         self._log_rows((key_of(name), value, step, timestamp) for name, value, step, timestamp in metrics)
+        self._count_renamed(metric.name for metric in metrics)
 
     @hookimpl
     def tracelet_backend_log_params(self, params: Sequence[Param]) -> None:
@@ -322,17 +325,22 @@ class WandbBackend:
         """Images and figures as ``wandb.Image``, histograms as ``wandb.Histogram``, texts as a one-cell
         ``wandb.Table`` (column ``text``), each at its step, in rows like metrics."""
         self._log_rows((self._metric_key(item.name), self._media_value(item), item.step, item.timestamp) for item in media)
+        self._count_renamed(item.name for item in media)
 
     # --- helpers ---------------------------------------------------------------------
 
     def _log_rows(self, points: Any) -> None:
-        """``run.log`` one row per run of consecutive ``(key, value, step, timestamp)`` sharing a step."""
+        """``run.log`` one row per run of consecutive ``(key, value, step, timestamp)`` sharing a step.
+
+        ``commit=True``: with ``step=`` alone W&B holds a row back until a later step arrives, and
+        the batch's last row would wait in W&B past the hook's return.
+        """
         log = self._require_run().log
         row: dict[str, Any] = {}
         row_step: int | None = None
         for key, value, step, timestamp in points:
             if row and (step != row_step or key in row):
-                log(row, step=self._next_row)
+                log(row, step=self._next_row, commit=True)
                 self._next_row += 1
                 row = {}
             if not row:
@@ -340,7 +348,7 @@ class WandbBackend:
                 row_step = step
             row[key] = value
         if row:
-            log(row, step=self._next_row)
+            log(row, step=self._next_row, commit=True)
             self._next_row += 1
 
     def _update_config(self, values: dict[str, Any]) -> None:
@@ -406,9 +414,20 @@ class WandbBackend:
     def _on_rename(self, space: str) -> Callable[[str, str], None]:
         def remember(name: str, key: str) -> None:
             self.renamed[f"{space}:{name}"] = key
-            self._adjust(RENAMED, f"{space}:{name}", "name reserved by W&B (a leading '_') or by this backend: renamed", key=key)
+            if space == "param":
+                self._adjust(RENAMED, f"{space}:{name}", _RENAMED_MESSAGE, key=key)
+            else:  # metric and media names: counted per record by _count_renamed
+                self._renamed_series.add(name)
 
         return remember
+
+    def _count_renamed(self, names: Any) -> None:
+        """Count each record whose metric or media name was renamed (a rare case: checked after sending)."""
+        renamed = self._renamed_series
+        if renamed:
+            for name in names:
+                if name in renamed:
+                    self._adjust(RENAMED, f"metric:{name}", _RENAMED_MESSAGE, key=self.renamed[f"metric:{name}"])
 
     def _adjust(self, rule: str, name: str, message: str, **details: object) -> None:
         """Count one record changed by ``rule``; warn once per rule and name."""
