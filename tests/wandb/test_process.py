@@ -281,3 +281,23 @@ def test_a_forked_child_starts_no_w_and_b_process(tmp_path: Path) -> None:
     run_id = lines[1].split()[1]
     stored = read_offline_run(tmp_path, run_id)
     assert [key for row in stored.history for key in row if not key.startswith("_") and key != "tracelet/step"] == ["from_parent"]
+
+
+def test_start_returns_without_waiting_for_wandb(tmp_path: Path) -> None:
+    """Importing wandb and ``wandb.init`` (starting its service) take ~1 s in a fresh process: on the worker."""
+    code = (
+        "import sys, time, tracelet\n"
+        "began = time.perf_counter()\n"
+        f"run = tracelet.start(backends=['wandb'], config={{'wandb': {{'dir': {str(tmp_path)!r}}}}})\n"
+        "took = time.perf_counter() - began\n"
+        "started = run.stats()['wandb'].run_id\n"
+        "assert run.flush(timeout=60)\n"
+        "print(took, started, run.stats()['wandb'].run_id is not None)\n"
+        "assert run.stop(timeout=60)\n"
+    )
+    command = [sys.executable, "-c", code]
+    found = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=_environment())
+    assert found.returncode == 0, found.stderr
+    took, started, later = found.stdout.split()
+    assert (started, later) == ("None", "True")  # start() returned before W&B's run existed
+    assert float(took) < 0.5
