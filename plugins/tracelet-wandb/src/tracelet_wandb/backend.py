@@ -250,7 +250,10 @@ class WandbBackend:
 
             if not _active_runs(wandb_setup):
                 _PROCESS.owns_service = False
-                self._wandb.teardown()
+                try:
+                    self._wandb.teardown()
+                except SystemExit as error:  # W&B exits the process when its service exits non-zero: not ours to end
+                    _log.warning("wandb: the W&B service ended with an error", plugin=PLUGIN_NAME, exit_code=error.code)
 
     # --- routing hooks ---------------------------------------------------------------
 
