@@ -244,3 +244,15 @@ def test_an_offline_resume_numbers_its_rows_after_the_earlier_parts(
     assert [row["_step"] for row in stored.history] == list(range(7))
     assert _series(stored, "m") == [(0, 0.0), (1, 1.0), (2, 2.0), (1, 10.0), (5, 20.0), (1, 11.0), (6, 21.0)]
     assert stored.exit_codes == [0, 0, 0]
+
+
+def test_mode_disabled_takes_every_record_and_writes_nothing(start_wandb: Callable[..., Run], wandb_dir: Path) -> None:
+    run = start_wandb(mode="disabled")
+    run.log_metric("x", 1.0, 0)
+    run.log_params({"a": 1})
+    run.set_tags({"t": "v"})
+    (wandb_dir.parent / "f.txt").write_text("hi")
+    run.log_artifact(wandb_dir.parent / "f.txt")
+    assert run.stop(timeout=60), run.stats()["wandb"]
+    assert run.stats()["wandb"].delivered == 4
+    assert list(wandb_dir.iterdir()) == []
