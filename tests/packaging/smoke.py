@@ -33,6 +33,7 @@ PACKAGES = {
     "tracelet-pytorch": ("tracelet_pytorch", "pytorch", "framework"),
     "tracelet-system": ("tracelet_system", "system", "collector"),
     "tracelet-git": ("tracelet_git", "git", "collector"),
+    "tracelet-wandb": ("tracelet_wandb", "wandb", "backend"),
 }
 CORE_RANGE = "tracelet-core<0.2,>=0.1"
 
