@@ -32,3 +32,15 @@ def test_a_tensor_of_several_elements_is_refused(tracelet_start: Callable[..., R
         run.log_metric("m", torch.ones(3, requires_grad=True))
     assert run.stats().rejected == {"metric:m": 1}
     assert tracelet.active_run() is run
+
+
+def test_a_one_element_parameter_is_logged_as_its_value(tracelet_start: Callable[..., Run]) -> None:
+    """``nn.Parameter``'s type lives in ``torch.nn.parameter``: it was refused as not a number (issue 9)."""
+    run = tracelet_start(backends=["recording"])
+    scale = torch.nn.Parameter(torch.tensor([0.5]))
+    run.log_metric("scale", scale, step=2)
+    run.log_params({"init_scale": torch.nn.Parameter(torch.tensor(0.25))})
+    assert run.flush(5)
+    recording = run.get_plugin("recording")
+    assert recording.metric_values("scale") == [(2, 0.5)]  # type: ignore[attr-defined]
+    assert recording.params == {"init_scale": 0.25}  # type: ignore[attr-defined]
