@@ -67,7 +67,7 @@ def read_aim_run(repo: Path | str, run_hash: str) -> StoredRun:
     }
     for kind, (dtypes, get) in kinds.items():
         for name, context, _ in run.iter_sequence_info_by_type(dtypes):
-            values = context.to_dict()
+            values = dict(context.to_dict())  # a copy: aim shares the dict of its cached Context
             repeat = int(values.pop(REPEAT_KEY, 1))
             extra = values.pop(KIND_KEY, None)
             sequence = get(name, context)

@@ -56,7 +56,7 @@ from tracelet_aim.mapping import (
 from tracelet_aim.settings import AimSettings, is_remote, resolve_repo
 
 if TYPE_CHECKING:
-    from aim import Run as AimRun
+    from aim.sdk.run import Run as AimRun
 
 __all__ = ["LABEL_EXCLUDED_PREFIXES", "PARAMS_KEY", "TAGS_KEY", "TRACELET_KEY", "AimBackend"]
 
@@ -112,12 +112,12 @@ class AimBackend:
     @hookimpl
     def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
         """Create the AIM run (or resume ``settings.run_hash`` / ``run.resume.get(run.backend)``)."""
-        import aim  # ~0.9 s: here on the worker thread, never at discovery
-        from aim.sdk.errors import MissingRunError
+        from aim.sdk.errors import MissingRunError  # aim: ~0.9 s, here on the worker thread, never at discovery
+        from aim.sdk.run import Run
 
         resume = self.settings.run_hash or run.resume.get(run.backend)
         try:
-            aim_run = aim.Run(
+            aim_run = Run(
                 run_hash=resume,
                 repo=self.repo,
                 experiment=None if resume else (self.settings.experiment or run.project),
@@ -180,7 +180,7 @@ class AimBackend:
                 self._labels[name] = str(label)
         for dtypes, reader in _SEQUENCE_READERS.items():
             for name, context, _ in aim_run.iter_sequence_info_by_type(dtypes):
-                values = context.to_dict()
+                values = dict(context.to_dict())  # a copy: aim shares the dict of its cached Context
                 if KIND_KEY in values:
                     continue
                 sequence = getattr(aim_run, reader)(name, context)
@@ -253,7 +253,8 @@ class AimBackend:
     @hookimpl
     def tracelet_backend_log_media(self, media: Sequence[Media]) -> None:
         """Images and figures as ``aim.Image``, texts as ``aim.Text``, histograms as ``aim.Distribution``."""
-        import aim
+        from aim.sdk.objects.image import Image as AimImage
+        from aim.sdk.objects.text import Text as AimText
 
         with self._batch():
             for item in media:
@@ -262,23 +263,24 @@ class AimBackend:
                 if repeat > 1:
                     context = {**context, REPEAT_KEY: repeat}
                 if isinstance(item, Text):
-                    self._put(aim.Text(item.text), aim_name, item.step, context, item.timestamp)
+                    self._put(AimText(item.text), aim_name, item.step, context, item.timestamp)
                 elif isinstance(item, Histogram):
                     self._put_histogram(item, aim_name, context)
                 else:
-                    self._put(aim.Image(_picture(item), format="png"), aim_name, item.step, context, item.timestamp)
+                    self._put(AimImage(_picture(item), format="png"), aim_name, item.step, context, item.timestamp)
 
     # --- helpers ---------------------------------------------------------------------
 
     def _put_histogram(self, item: Histogram, aim_name: str, context: dict[str, Any]) -> None:
-        import aim
+        from aim.sdk.objects.distribution import Distribution
+        from aim.sdk.objects.text import Text as AimText
 
         low, high = item.edges[0], item.edges[-1]
-        distribution = aim.Distribution(hist=list(item.counts), bin_range=(low, high))
+        distribution = Distribution(hist=list(item.counts), bin_range=(low, high))
         self._put(distribution, aim_name, item.step, context, item.timestamp)
         if histogram_edges(low, high, len(item.counts)) != tuple(item.edges):
             # AIM implies uniform bins: the exact ones are kept beside it.
-            exact = aim.Text(histogram_document(item.edges, item.counts))
+            exact = AimText(histogram_document(item.edges, item.counts))
             self._put(exact, aim_name, item.step, {**context, KIND_KEY: HISTOGRAM_KIND}, item.timestamp)
 
     def _series_of(self, name: str) -> tuple[str, dict[str, Any]]:

@@ -87,7 +87,7 @@ def nest_params(flat: Mapping[str, Any]) -> dict[str, Any]:
         *parents, leaf = name.split(".")
         node: dict[str, Any] | None = tree if all(parents) and leaf else None
         for segment in parents if node is not None else ():
-            child = node.setdefault(segment, {})
+            child = node.setdefault(segment, {}) if node is not None else None
             node = child if isinstance(child, dict) else None
             if node is None:
                 break

@@ -50,4 +50,3 @@ def resolve_repo(setting: str | None) -> str:
     if setting and is_remote(setting):
         return setting
     return os.path.abspath(os.path.expanduser(setting or "."))
-
