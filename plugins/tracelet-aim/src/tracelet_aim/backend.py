@@ -159,12 +159,16 @@ class AimBackend:
         aim_run = self._require_run()
         aim_run.set((TRACELET_KEY, "status"), RunStatus(status).value, strict=False)
         repo = aim_run.repo
-        aim_run.close()
-        if not is_remote(self.repo):
-            # A closed run is invisible to aim.Repo (and `aim up` before its indexer runs) until indexed.
-            from aim.sdk.index_manager import RepoIndexManager
+        aim_run.close()  # on a tracking server: returns once the server has every queued write
+        self._run = None
+        if is_remote(self.repo):
+            # No reference left: the repository's client disconnects now, while the server answers,
+            # rather than at interpreter exit.
+            return
+        # A closed run is invisible to aim.Repo (and to `aim up` until its indexer comes by) until indexed.
+        from aim.sdk.index_manager import RepoIndexManager
 
-            RepoIndexManager.get_index_manager(repo).index(aim_run.hash)
+        RepoIndexManager.get_index_manager(repo).index(aim_run.hash)
 
     def _load(self, aim_run: AimRun) -> None:
         """Take a resumed run's params, tags, labels and stored steps, so that nothing logged now overwrites them."""
