@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -100,6 +101,10 @@ class AimBackend:
         """``"int_param_as_text"``: int params beyond int64 (aim's limit) stored as their decimal text."""
         self._run: AimRun | None = None
         self._track: Callable[..., None] | None = None
+        self._client: Any = None
+        """aim's client of a tracking server (``aim.ext.transport.client.Client``), or ``None``."""
+        self._server_queue: Any = None
+        """aim's queue of writes to a tracking server (``queue.Queue``), or ``None`` for a local repository."""
         self._ledger = StepLedger()
         self._series: dict[str, tuple[str, dict[str, Any]]] = {}
         self._params: dict[str, ParamValue] = {}
@@ -146,6 +151,10 @@ class AimBackend:
                 uri = "file://" + os.path.join(aim_run.repo.path, "artifacts")
             if uri is not None:
                 aim_run.set_artifacts_uri(uri)
+        if is_remote(self.repo):
+            self._client = getattr(aim_run.repo, "_client", None)
+            self._server_queue = getattr(getattr(self._client, "_queue", None), "_queue", None)
+            self._confirm()
         tracker = getattr(aim_run, "_tracker", None)
         self._track = getattr(tracker, "_track", None)
         self.keeps_timestamps = self._track is not None
@@ -158,8 +167,9 @@ class AimBackend:
         """Record ``status`` in ``run["tracelet"]["status"]``, close the AIM run and index it (so ``aim.Repo`` sees it)."""
         aim_run = self._require_run()
         aim_run.set((TRACELET_KEY, "status"), RunStatus(status).value, strict=False)
+        self._confirm()  # aim's close() would wait for a tracking server without end
         repo = aim_run.repo
-        aim_run.close()  # on a tracking server: returns once the server has every queued write
+        aim_run.close()
         self._run = None
         if is_remote(self.repo):
             # No reference left: the repository's client disconnects now, while the server answers,
@@ -217,6 +227,7 @@ class AimBackend:
                 value = str(value)
             self._params[param.name] = value
         self._require_run()[PARAMS_KEY] = nest_params(self._params)
+        self._confirm()
 
     @hookimpl
     def tracelet_backend_set_tags(self, tags: Sequence[Tag]) -> None:
@@ -236,6 +247,7 @@ class AimBackend:
                 aim_run.remove_tag(previous)
             aim_run.add_tag(label)
             self._labels[name] = label
+        self._confirm()
 
     @hookimpl
     def tracelet_backend_log_artifacts(self, artifacts: Sequence[Artifact]) -> None:
@@ -251,6 +263,7 @@ class AimBackend:
                 aim_run.log_artifact(artifact.path, name=artifact.name, block=True)
             else:
                 missing.append(artifact.path)
+        self._confirm()
         if missing:  # retrying cannot make a file appear: no retry, the batch goes to the spool's rejected part
             raise PermanentError(f"artifacts not found, not logged: {', '.join(missing)}")
 
@@ -313,7 +326,64 @@ class AimBackend:
         except BaseException:
             self._ledger.rollback()
             raise
+        try:
+            self._confirm()
+        except BaseException:
+            self._ledger.rollback()
+            raise
         self._ledger.commit()
+
+    def _confirm(self) -> None:
+        """On a tracking server: return once the server has taken every write queued so far.
+
+        aim's client sends writes from a queue on a thread of its own and
+        ``Run.track`` returns at once; waiting here keeps the hook contract
+        (return once stored). A server that does not answer within
+        ``server_timeout`` fails the batch: core retries it, then spools it.
+        """
+        pending = self._server_queue
+        if pending is None:
+            return
+        deadline = time.monotonic() + self.settings.server_timeout
+        with pending.all_tasks_done:
+            while pending.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    unconfirmed = pending.unfinished_tasks
+                    break
+                pending.all_tasks_done.wait(remaining)
+            else:
+                return
+        self._abandon_queued_writes()
+        raise ConnectionError(
+            f"AIM's tracking server {self.repo} did not confirm {unconfirmed} queued writes "
+            f"within {self.settings.server_timeout} s"
+        )
+
+    def _abandon_queued_writes(self) -> None:
+        """Drop the writes aim's client still holds for a server that does not answer.
+
+        Core retries or spools the batch (and ``tracelet replay`` delivers it),
+        so aim's own copy must not land later as well: left alone, aim's client
+        retries it for as long as the process lives, and blocks interpreter
+        exit until the server answers. The client gets a new, empty queue of
+        the same kind; the old one's thread stops after its current attempt.
+        """
+        client = self._client
+        old = getattr(client, "_queue", None)
+        if old is None or not hasattr(old, "_shutdown"):  # another aim version: leave aim's queue as it is
+            return
+        fresh = type(old)(
+            f"{old._name}-after-timeout",
+            max_queue_memory=old.max_memory_usage,
+            retry_count=old.retry_count,
+            retry_interval=old.retry_interval,
+        )
+        old._shutdown = True
+        with old._queue.mutex:
+            old._queue.queue.clear()
+        client._queue = fresh
+        self._server_queue = fresh._queue
 
     def _adjust(self, rule: str, name: str, message: str) -> None:
         self.adjustments[rule] += 1

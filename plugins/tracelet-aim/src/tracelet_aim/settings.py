@@ -30,6 +30,8 @@ class AimSettings:
     artifacts_uri: str | None = None
     """Where AIM stores artifacts (``run.set_artifacts_uri``: ``file://``, ``s3://``); default for a local
     repository: ``file://<repo>/.aim/artifacts``. A run on a tracking server needs it to log artifacts."""
+    server_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    """Seconds a batch waits for AIM's tracking server to confirm its writes; then the batch fails (retried, spooled)."""
     subsets: tuple[str, ...] = DEFAULT_SUBSETS
     """Name prefixes (``train/loss``) that become AIM's ``{"subset": ...}`` context."""
     system_tracking_interval: float | None = None
