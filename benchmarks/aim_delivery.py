@@ -138,7 +138,7 @@ def main() -> None:
         root = Path(directory)
         if arguments.caller:
             command = [sys.executable, __file__, "--one", "caller", "--metrics", str(arguments.metrics), "--repo", str(root)]
-            print(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            print(subprocess.run(command, check=True, capture_output=True, text=True, cwd=root).stdout.strip().splitlines()[-1])
             return
         server = None
         if arguments.server:
@@ -154,6 +154,7 @@ def main() -> None:
                         check=True,
                         capture_output=True,
                         text=True,
+                        cwd=root,  # Tracelet's spool directory goes there, not into the caller's directory
                     ).stdout
                     rates[kind] = float(output.strip().splitlines()[-1])
                 ratios.append(rates["tracelet"] / rates["raw"])
