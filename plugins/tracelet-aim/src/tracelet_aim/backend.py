@@ -16,6 +16,7 @@ aim version has it, and ``Run.track`` otherwise (:attr:`AimBackend.keeps_timesta
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -132,6 +133,21 @@ class AimBackend:
             )
         except MissingRunError as error:  # no retry: the run will not appear
             raise PermanentError(f"no AIM run {resume!r} to resume in {self.repo}: {error}") from error
+        try:
+            self._set_up(run, aim_run, resume)
+        except BaseException:
+            # core retries start(): leave no open run (a resumed one would stay locked) and no half-made state
+            self._run = None
+            with contextlib.suppress(Exception):
+                aim_run.close()
+            raise
+        return BackendRunRef(aim_run.hash, None)
+
+    def _set_up(self, run: RunInfo, aim_run: AimRun, resume: str | None) -> None:
+        self._ledger = StepLedger()  # from scratch: a retried start() must not count a resumed run's steps twice
+        self._params.clear()
+        self._tags.clear()
+        self._labels.clear()
         self._run = aim_run
         self.run_hash = aim_run.hash
         if resume:
@@ -160,7 +176,6 @@ class AimBackend:
         self.keeps_timestamps = self._track is not None
         if not self.keeps_timestamps:
             _log.warning("aim: this aim version has no Run._tracker._track: points get the time aim stores them", plugin="aim")
-        return BackendRunRef(aim_run.hash, None)
 
     @hookimpl
     def tracelet_backend_end(self, status: RunStatus) -> None:
