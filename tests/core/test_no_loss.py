@@ -268,29 +268,46 @@ def test_many_threads_logging_flat_out_lose_nothing(tracelet_start: Callable[...
         assert [step for step, _ in recording.metric_values(f"t{index}")] == list(range(per_thread))
 
 
-def test_a_stuck_router_drops_exactly_what_it_counts(tracelet_start: Callable[..., Run]) -> None:
-    """With the router held (a spool write hung), logging threads drop after intake_full_wait, counted exactly."""
-    run = tracelet_start(backends=["recording"], queue_size=100, intake_full_wait=0.05, strict=False)
+def _log_while_the_router_is_held(run: Run, threads: int, per_thread: int) -> int:
+    """Hold the router (its put() to the worker blocks, as behind a disk that takes seconds to sync) while
+    ``threads`` threads log ``per_thread`` metrics each; return how many were logged."""
     worker = run._dispatcher.workers[0]
-    logged = 0
-    with worker._lock:  # the router's put() to this worker blocks: the router is stuck
+    with worker._lock:
         run.log_metric("m", 0.0, step=0)
         time.sleep(0.3)  # the router takes that first record and blocks in put()
 
-        def log() -> None:
-            for step in range(1, 501):
-                run.log_metric("m", float(step), step=step)
+        def log(index: int) -> None:
+            for step in range(1, per_thread + 1):
+                run.log_metric(f"m{index}", float(step), step=step)
 
-        threads = [threading.Thread(target=log) for _ in range(4)]
-        for thread in threads:
+        workers = [threading.Thread(target=log, args=(index,)) for index in range(threads)]
+        for thread in workers:
             thread.start()
-        for thread in threads:
+        for thread in workers:
             thread.join()
-        logged = 1 + 4 * 500
-    assert run.stop(timeout=10) is False  # records were dropped
+    return 1 + threads * per_thread
+
+
+def test_a_stalled_router_loses_nothing(tracelet_start: Callable[..., Run]) -> None:
+    """Logging threads that find the intake full with the router stalled keep their records (up to a bound)."""
+    run = tracelet_start(backends=["recording"], queue_size=100, intake_full_wait=0.05, strict=False)
+    logged = _log_while_the_router_is_held(run, threads=4, per_thread=2_000)
+    assert run.stop(timeout=30) is True
+    stats = run.stats()["recording"]
+    assert (stats.delivered, stats.dropped) == (logged, 0)
+    recording = _recording(run)
+    for index in range(4):
+        assert [step for step, _ in recording.metric_values(f"m{index}")] == list(range(1, 2_001))
+
+
+def test_a_router_stuck_past_the_allowance_drops_exactly_what_it_counts(tracelet_start: Callable[..., Run]) -> None:
+    """Beyond queue_size + 100,000 items with the router stuck, records are dropped, counted exactly."""
+    run = tracelet_start(backends=["recording"], queue_size=100, intake_full_wait=0.05, strict=False)
+    logged = _log_while_the_router_is_held(run, threads=4, per_thread=26_000)
+    assert run.stop(timeout=60) is False  # records were dropped
     stats = run.stats()["recording"]
     assert stats.delivered + stats.dropped == logged
-    assert stats.dropped > 0
+    assert 100_100 <= stats.delivered <= 100_100 + 1 + 4  # the bound, overshot by at most one item per thread
 
 
 class _PoisonBackend(RecordingBackend):

@@ -88,8 +88,9 @@ class CoreSettings:
     spool_fsync_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     """Seconds between flushes + fsyncs of the spool's open segment (0: after every write)."""
     intake_full_wait: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    """Seconds a log call waits for the router when the intake (``queue_size`` records) is full before the
-    oldest record is dropped; 0: drop at once. Only a loop logging faster than records can be routed waits."""
+    """Seconds a log call waits for the router when the intake (``queue_size`` records) is full; past it, calls
+    stop waiting and keep their records up to 100,000 items beyond ``queue_size`` (beyond that they are dropped and
+    counted); 0: never wait. Only a loop logging faster than records can be routed waits."""
     redact_patterns: tuple[str, ...] = DEFAULT_PATTERNS
     """Secret words: a param, tag or text whose name contains one as a word is masked (empty: key masking off)."""
 

@@ -47,6 +47,7 @@ _MAX_DRAIN = 10_000  # items the router takes from the intake before handing the
 _SEGMENT_SIZE = 1_000  # records per segment: the unit the router hands on and spools
 _TICK = 0.25  # seconds between the router's checks for stuck backends and spool syncs
 _MAX_ROUTER_ERRORS = 5  # consecutive unexpected errors in the router's loop before the thread gives up
+_STALL_ALLOWANCE = 100_000  # items kept beyond queue_size while the router is stalled, before any is dropped
 _SLOW_STOP_NOTICE = 1.0  # seconds stop() waits for backends before saying that it is waiting
 
 
@@ -126,8 +127,10 @@ class Dispatcher:
         (over a million records a second, or a spool on a disk slower than
         that). Waiting there for a few milliseconds is what keeps every
         record; if the router has not drained within ``full_wait`` (it is
-        stuck), the item is dropped and counted, and later calls drop without
-        waiting until the router drains again. If the router thread is gone,
+        stalled, e.g. by a disk that takes seconds to sync), later calls stop
+        waiting and keep appending, up to ``_STALL_ALLOWANCE`` items beyond
+        the bound (a few tens of MB); only beyond that is an item dropped and
+        counted. If the router thread is gone,
         the caller routes the intake itself.
         """
         if not self._thread.is_alive() and self.thread_error is not None:
@@ -143,11 +146,11 @@ class Dispatcher:
                 return len(self.intake)
             self._stalled = True
         size = len(self.intake)
-        if size >= self.intake_size:
+        if size >= self.intake_size + _STALL_ALLOWANCE:
             with self._drop_lock:
                 self.intake_dropped += 1
             return -1
-        return size
+        return size  # the router is slow to drain (a disk that takes seconds to sync): keep the record, up to a bound
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything submitted before the call was delivered; ``False`` on timeout or loss."""
