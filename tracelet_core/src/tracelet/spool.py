@@ -505,9 +505,12 @@ class BackendSpool:
         self._unsynced = True
 
     def prepend(self, records: Sequence[Record]) -> tuple[int, list[int]]:
-        """Write ``records`` as a new head segment, synced; return its id and each record's end offset.
+        """Write ``records`` as a new head segment; return its id and each record's end offset.
 
         All or nothing, like :meth:`append`: when it raises, no file is left.
+        The fsync runs on the background sync thread, as the tail's does: the
+        router calls this under the worker's lock, and a disk that takes
+        seconds to sync must not stall routing.
         """
         self._ensure_directory()
         frames, ends = encode_records(records)
@@ -517,12 +520,14 @@ class BackendSpool:
         descriptor = _create(path)
         try:
             _write_all(descriptor, MAGIC + frames)
-            os.fsync(descriptor)
         except OSError:
+            os.close(descriptor)
             with contextlib.suppress(OSError):
                 path.unlink()  # half a head segment would replay records the caller counts as lost
             raise
-        finally:
+        if self._fsync_interval >= 0:
+            _background_sync.submit(descriptor)  # closed by the sync thread once synced
+        else:
             os.close(descriptor)
         self._segments.insert(0, _Segment(segment_id, path, len(MAGIC) + len(frames)))
         self.pending += len(records)
