@@ -1,4 +1,4 @@
-"""Core's reliability layer seen from AIM: SIGTERM -> KILLED, a tracking server stopped mid-run -> spool -> replay.
+"""Core's reliability layer seen from AIM: SIGKILL -> replay, SIGTERM -> KILLED, a server stopped mid-run -> replay.
 
 Real processes and a real ``aim server`` that the test stops and restarts on the
 same port and repository; everything is read back through ``aim.Repo``.
@@ -6,10 +6,13 @@ same port and repository; everything is read back through ``aim.Repo``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,6 +64,70 @@ def test_sigterm_ends_the_aim_run_killed_with_every_point(tmp_path: Path) -> Non
     assert [point[:2] for point in stored.metrics["train/loss"]] == [(step, 1.0 / (step + 1)) for step in range(2 * half)]
     assert stored.params == {"phase": "second"}
     assert not (tmp_path / ".tracelet" / "spool").exists() or not any((tmp_path / ".tracelet" / "spool").iterdir())
+
+
+def test_sigkill_then_replay_delivers_every_point_older_than_the_window(tmp_path: Path) -> None:
+    """A real process SIGKILLed with AIM behind it, then the real ``tracelet replay`` CLI, then ``aim.Repo``.
+
+    Exactly once is the goal; today replay resends the batch AIM was storing at the kill, so the test
+    checks every other property and ends as xfail naming the resent steps (see its last lines).
+    """
+    points = 50_000  # ~5 s of AIM's ~100 µs a point: most of them are in the spool at the kill
+    settle = 3.0  # docs/reliability.md's window: spool_after (0.05 s here) + 0.25 s + spool_fsync_interval (1 s)
+    repo = tmp_path / "repo"
+    script = Path(__file__).with_name("crash_script.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(repo), str(points), str(settle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_environment(),
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "logged\n", process.stderr.read() if process.stderr else ""
+        report = json.loads(process.stdout.readline())
+        os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    # The kill finds records in AIM and records in the spool: both halves of the guarantee are exercised.
+    assert report["delivered"] > 0 and report["spooled"] > 0, report
+
+    spool = tmp_path / ".tracelet" / "spool"
+    environment = _clean_environment(TRACELET_AIM_REPO=str(repo))
+    command = [str(_TRACELET_CLI), "replay", str(spool)]
+    started = time.monotonic()
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environment)
+    assert first.returncode == 0, first.stderr
+    assert " records sent, done" in first.stderr, first.stderr
+    assert time.monotonic() - started < 60
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environment)
+    assert second.returncode == 0 and "nothing to replay" in second.stderr, second.stderr
+
+    stored = read_aim_run(repo, report["hash"])
+    assert stored.status == "KILLED"  # a process that died without a word: replay ends its run KILLED
+    assert stored.params == {"lr": "0.1"}
+    # Delivery is at least once (docs/reliability.md): the batch AIM was storing at the kill is in AIM and,
+    # unacknowledged, in the spool; replay sends it again, and AIM keeps it in a `repeat` context. A copy is
+    # the same point: step, value and the record's timestamp (kept by the backend), so it counts once here.
+    copies = Counter(stored.metrics["train/loss"])
+    assert [point[:2] for point in sorted(copies)] == [(step, 1.0 / (step + 1)) for step in range(points)]
+    assert set(copies.values()) <= {1, 2}
+    resent = sorted(point[0] for point, count in copies.items() if count == 2)
+    assert not resent or resent == list(range(resent[0], resent[0] + len(resent)))  # one run of consecutive steps
+    if resent:
+        pytest.xfail(
+            f"exactly once not met: replay resent the batch in flight at the kill (steps {resent[0]}-{resent[-1]}), "
+            "stored again in a `repeat` context; the AIM backend could skip, on resume, points identical to stored ones"
+        )
 
 
 @pytest.fixture
