@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import time
 from collections import Counter
@@ -83,6 +84,11 @@ _SEQUENCE_READERS = {
 }
 
 
+def _point_key(value: float, timestamp: float) -> tuple[object, float]:
+    """How a stored point is recognised: its value (NaN as one value) and its timestamp."""
+    return ("nan" if math.isnan(value) else value, timestamp)
+
+
 class AimBackend:
     """Delivers one Tracelet run to one AIM run.
 
@@ -107,6 +113,7 @@ class AimBackend:
         self._server_queue: Any = None
         """aim's queue of writes to a tracking server (``queue.Queue``), or ``None`` for a local repository."""
         self._ledger = StepLedger()
+        self._stored: dict[tuple[str, int], list[tuple[object, float]]] = {}
         self._series: dict[str, tuple[str, dict[str, Any]]] = {}
         self._params: dict[str, ParamValue] = {}
         self._tags: dict[str, str] = {}
@@ -145,6 +152,7 @@ class AimBackend:
 
     def _set_up(self, run: RunInfo, aim_run: AimRun, resume: str | None) -> None:
         self._ledger = StepLedger()  # from scratch: a retried start() must not count a resumed run's steps twice
+        self._stored.clear()
         self._params.clear()
         self._tags.clear()
         self._labels.clear()
@@ -216,7 +224,17 @@ class AimBackend:
                 if sequence is None:
                     continue
                 occurrence = int(values.pop(REPEAT_KEY, 1))
-                self._ledger.seed(tracelet_name(name, values), sequence.data.indices_list(), occurrence)
+                series = tracelet_name(name, values)
+                self._ledger.seed(series, sequence.data.indices_list(), occurrence)
+                if reader == "get_metric":
+                    self._remember_points(series, sequence)
+
+    def _remember_points(self, series: str, sequence: Any) -> None:
+        """A resumed run's stored points: a batch resent after a crash (delivered, not yet acknowledged in the
+        spool) is recognised by step, value and the record's own timestamp, and not stored a second time."""
+        steps, (values, _epochs, times) = sequence.data.items_list()
+        for step, value, timestamp in zip(steps, values, times, strict=False):
+            self._stored.setdefault((series, int(step)), []).append(_point_key(float(value), float(timestamp)))
 
     # --- routing hooks ---------------------------------------------------------------
 
@@ -227,7 +245,13 @@ class AimBackend:
             occurrence = self._ledger.occurrence
             series_of = self._series_of
             put = self._put
+            stored = self._stored
             for name, value, step, timestamp in metrics:
+                if stored:
+                    already = stored.get((name, step))
+                    if already and (key := _point_key(value, timestamp)) in already:
+                        already.remove(key)  # a resend of a point the resumed run holds: stored once only
+                        continue
                 aim_name, context = series_of(name)
                 repeat = occurrence(name, step)
                 put(float(value), aim_name, step, {**context, REPEAT_KEY: repeat} if repeat > 1 else context, timestamp)
