@@ -24,7 +24,12 @@ from tracelet_fixtures import hanging
 
 PREAMBLE = (
     "import faulthandler, json, os, signal, sys, time\n"
+    # The watchdog is a native thread that inherits the creating thread's signal mask: created with SIGTERM
+    # blocked, the kernel cannot hand it the test's SIGTERM (Python would then run the handler only once the
+    # main thread's sleep ended: a flaky test).
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
     "faulthandler.dump_traceback_later(60, exit=True)  # a hung child says where, instead of hanging the test\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
     "import tracelet\n"
 )
 
