@@ -34,6 +34,7 @@ PACKAGES = {
     "tracelet-system": ("tracelet_system", "system", "collector"),
     "tracelet-git": ("tracelet_git", "git", "collector"),
     "tracelet-wandb": ("tracelet_wandb", "wandb", "backend"),
+    "tracelet-clearml": ("tracelet_clearml", "clearml", "backend"),
 }
 CORE_RANGE = "tracelet-core<0.2,>=0.1"
 
