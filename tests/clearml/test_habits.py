@@ -102,3 +102,14 @@ def test_summary_writer_scalar_reaches_clearml_exactly_once(tracelet_start: Call
         for e in read_session(backend.task_id).events_of("training_stats_scalar")
     ]
     assert scalars == [("train", "loss", 3, 0.25), ("acc", "acc", 4, 0.75)]
+
+
+def test_discovery_imports_no_clearml() -> None:
+    import subprocess
+
+    code = (
+        "import sys, tracelet.plugins, tracelet_clearml; tracelet_clearml.tracelet_plugin_info(); "
+        "print(sorted(name for name in sys.modules if name == 'clearml' or name.startswith('clearml.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

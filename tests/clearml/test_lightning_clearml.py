@@ -1,4 +1,4 @@
-"""Lightning -> TraceletLogger -> tracelet-wandb -> ClearML offline, read back from its offline session; CSVLogger is the ground truth."""
+"""Lightning -> TraceletLogger -> tracelet-clearml -> ClearML offline, read back; CSVLogger is the ground truth."""
 
 from __future__ import annotations
 
