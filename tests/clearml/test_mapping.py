@@ -50,7 +50,8 @@ def test_every_point_as_title_series_at_its_step(tracelet_start: Callable[..., R
 
 
 def test_params_tags_labels_status_texts_histograms(tracelet_start: Callable[..., Run]) -> None:
-    run = tracelet_start(project="tests", backends=["clearml"], config={"clearml": {"offline": True, "tags": "a, b"}})
+    settings = {"offline": True, "tags": "a, b", "project": "vision", "task_name": "baseline", "task_type": "testing"}
+    run = tracelet_start(project="tests", backends=["clearml"], config={"clearml": settings})
     run.log_params({"optim": {"lr": 0.001}, "epochs": 10, "lr": 0.1})
     run.log_params({"lr": 0.2})
     run.set_tags({"team": "vision", "baseline": ""})
@@ -58,6 +59,7 @@ def test_params_tags_labels_status_texts_histograms(tracelet_start: Callable[...
     run.log_record(Histogram("weights", (0.0, 0.5, 1.0), (2.0, 3.0), 0.1, 0.9, 2.0, 5, 1.0, 2, 1.0))
     backend = _finish(run)
     session = read_session(backend.task_id or "")
+    assert (session.task["project_name"], session.task["name"], session.task["type"]) == ("vision", "baseline", "testing")
     assert session.hyperparams["General"] == {"optim.lr": "0.001", "epochs": "10", "lr": "0.2"}
     properties = session.properties
     assert {key: properties[key] for key in ("team", "baseline", "tracelet.status")} == {
