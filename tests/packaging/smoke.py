@@ -35,6 +35,7 @@ PACKAGES = {
     "tracelet-git": ("tracelet_git", "git", "collector"),
     "tracelet-wandb": ("tracelet_wandb", "wandb", "backend"),
     "tracelet-aim": ("tracelet_aim", "aim", "backend"),
+    "tracelet-clearml": ("tracelet_clearml", "clearml", "backend"),
 }
 CORE_RANGE = "tracelet-core<0.2,>=0.1"
 

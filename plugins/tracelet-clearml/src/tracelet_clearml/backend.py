@@ -1,0 +1,390 @@
+"""The ClearML backend: one Tracelet run -> one ClearML task, with ClearML's own automation off.
+
+clearml is imported in :meth:`ClearmlBackend.tracelet_backend_start`, on the
+backend's worker thread, never when the plugin is discovered.
+
+ClearML's habits and what the backend does about them:
+
+- ``Task.init`` patches frameworks, argparse, stdout/stderr and starts a
+  resource monitor: all off (``automation = false``), and the process-wide
+  objects it still replaces (``sys.excepthook``, ``builtins.__import__``,
+  the streams, ``torch.save``/``torch.load``) are put back after the task
+  starts and after it closes.
+- Its reporter runs in a subprocess on Linux (~5.8 ms per ``report_scalar``,
+  ~5 s to close). When the user has no ClearML configuration file, the backend
+  writes one in a private directory, named by ``CLEARML_CONFIG_FILE``, with
+  ``sdk.development.report_use_subprocess: false``: the in-process reporter.
+- One main task per process: when the script already has one
+  (``Task.current_task()``), the backend logs into it and leaves closing it to
+  the script.
+
+Every hook runs on the worker thread, one at a time: no locks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import io
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from tracelet.plugin import (
+    Artifact,
+    BackendRunRef,
+    Figure,
+    Histogram,
+    Image,
+    Media,
+    Metric,
+    Param,
+    PermanentError,
+    RunInfo,
+    RunStatus,
+    Tag,
+    Text,
+    encode_png,
+    get_logger,
+    hookimpl,
+    names,
+)
+from tracelet_clearml.settings import ClearmlSettings
+
+__all__ = ["PARAM_SECTION", "STATUS_PROPERTY", "ClearmlBackend", "metric_name", "title_series"]
+
+_log = get_logger()
+
+PARAM_SECTION = "General"
+"""The hyperparameter section params go to: the one ``Task.connect(dict)`` uses."""
+STATUS_PROPERTY = "tracelet.status"
+"""User property holding the run's end status: ClearML's offline session keeps no task status."""
+TRACELET_RUN_ID_TAG = "tracelet.run_id"
+
+_CONFIG_VARIABLE = "CLEARML_CONFIG_FILE"
+_IN_PROCESS_REPORTER = "sdk.development.report_use_subprocess: false\n"
+
+_LIVE_TASKS: dict[str, Any] = {}
+"""ClearML tasks this plugin started in this process and has not closed, by id: a run abandoned at
+``stop()``'s deadline keeps its task open, and ``tracelet replay`` in the same process attaches to it."""
+_OPEN_TRACELET_RUNS: set[str] = set()
+
+
+class _Process:
+    exit_handler = False
+    config_dir: str | None = None
+
+
+_PROCESS = _Process()
+
+
+def title_series(name: str) -> tuple[str, str]:
+    """A Tracelet metric name as ClearML's ``(title, series)``: ``train/loss`` -> ``("train", "loss")``.
+
+    Split at the first ``/``. A name without ``/`` is both title and series
+    (what ClearML's own TensorBoard binding does); so is ``x/x``, which would
+    otherwise read back as ``x``. :func:`metric_name` reverses it exactly.
+    """
+    title, slash, series = name.partition("/")
+    if not slash or title == series:
+        return name, name
+    return title, series
+
+
+def metric_name(title: str, series: str) -> str:
+    """The Tracelet name :func:`title_series` mapped to ``(title, series)``."""
+    return title if title == series else f"{title}/{series}"
+
+
+class ClearmlBackend:
+    """Delivers one Tracelet run to one ClearML task.
+
+    Read after (or during) a run with ``run.get_plugin("clearml")``:
+    :attr:`task_id`, :attr:`offline_folder` (offline mode: ClearML's session directory).
+    """
+
+    def __init__(self, settings: ClearmlSettings | None = None) -> None:
+        self.settings = settings or ClearmlSettings()
+        self.task_id: str | None = None
+        self.offline_folder: str | None = None
+        self.attached = False
+        """Whether the task is the script's own (``Task.current_task()``): the backend does not close it."""
+        self._task: Any = None
+        self._logger: Any = None
+        self._report: Any = None
+        self._scalar_event: Any = None
+        self._offline = False
+        self._saved: dict[str, Any] = {}
+        self._media_dir: str | None = None
+        self._tracelet_run_id = ""
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @hookimpl
+    def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
+        """Create the ClearML task (or continue ``settings.task_id`` / ``run.resume.get(run.backend)``)."""
+        _in_process_reporter()
+        from clearml import Task  # here, on the worker thread, never at discovery
+
+        try:
+            task = self._task_for(Task, run)
+        except Exception as error:
+            if type(error).__name__ == "MissingConfigError":
+                raise ConnectionError(
+                    "clearml: no ClearML server configured: run `clearml-init` (or set CLEARML_API_HOST and "
+                    "credentials), or go offline with CLEARML_OFFLINE_MODE=1 / TRACELET_CLEARML_OFFLINE=true; "
+                    "records wait in the spool for `tracelet replay`"
+                ) from None
+            raise
+        self._task = task
+        self._logger = task.get_logger()
+        self._offline = bool(Task.is_offline())
+        self.task_id = task.id
+        self.offline_folder = str(task.get_offline_mode_folder()) if self._offline else None
+        self._report, self._scalar_event = _scalar_reporter(task)
+        self._tracelet_run_id = run.id
+        _OPEN_TRACELET_RUNS.add(run.id)
+        _stop_before_clearml_at_exit()
+        self.tracelet_backend_set_tags(
+            [
+                Tag(names.TRACELET_VERSION, run.tracelet_version),
+                Tag(names.TRACELET_PLUGINS, ",".join(run.plugins)),
+                Tag(TRACELET_RUN_ID_TAG, run.id),
+            ]
+        )
+        url = None if self._offline else task.get_output_log_web_page()
+        return BackendRunRef(task.id, url)
+
+    def _task_for(self, Task: Any, run: RunInfo) -> Any:  # Task: clearml's class, imported by the caller
+        """The ClearML task of this run: a live one of this plugin's to resume, the script's own, or a new one."""
+        settings = self.settings
+        if settings.offline is not None:
+            Task.set_offline(offline_mode=settings.offline)
+        resume_id = settings.task_id or run.resume.get(run.backend)
+        task = _LIVE_TASKS.get(resume_id) if resume_id else None
+        current = Task.current_task()
+        if task is None and current is not None:
+            # ClearML allows one main task per process: the script's own, or one left open by this plugin.
+            task = current
+            self.attached = current.id not in _LIVE_TASKS
+        if task is None:
+            self._saved = _process_objects()
+            try:
+                task = Task.init(
+                    project_name=settings.project or run.project,
+                    task_name=settings.task_name or run.name,
+                    task_type=settings.task_type,
+                    tags=[tag.strip() for tag in (settings.tags or "").split(",") if tag.strip()] or None,
+                    output_uri=settings.output_uri,
+                    reuse_last_task_id=False,
+                    continue_last_task=resume_id or False,
+                    auto_connect_frameworks=settings.automation,
+                    auto_connect_arg_parser=settings.automation,
+                    auto_connect_streams=settings.automation,
+                    auto_resource_monitoring=settings.automation,
+                )
+            finally:
+                if not settings.automation:
+                    _restore(self._saved)
+            if resume_id:
+                task.set_initial_iteration(0)  # ClearML offsets a continued task's iterations: steps stay Tracelet's
+            _LIVE_TASKS[task.id] = task
+        return task
+
+    @hookimpl
+    def tracelet_backend_flush(self) -> None:
+        """Wait until ClearML's reporter has written every event and every upload is done."""
+        self._require_task().flush(wait_for_uploads=True)
+
+    @hookimpl
+    def tracelet_backend_end(self, status: RunStatus) -> None:
+        """Record the status (user property ``tracelet.status``; online also the task's own status) and close
+        the task, unless it is the script's own task."""
+        task = self._require_task()
+        status = RunStatus(status)
+        task.set_user_properties(**{STATUS_PROPERTY: status.value})
+        if not self._offline:  # offline, ClearML 2.1.12 keeps no task status: mark_* change nothing
+            if status is RunStatus.FINISHED:
+                task.mark_completed(force=True)
+            elif status is RunStatus.FAILED:
+                task.mark_failed(status_reason="tracelet: the run failed", force=True)
+            else:
+                task.mark_stopped(force=True, status_message="tracelet: the run was killed")
+        task.flush(wait_for_uploads=True)
+        _OPEN_TRACELET_RUNS.discard(self._tracelet_run_id)
+        if not self.attached:
+            saved = _process_objects()
+            try:
+                task.close()
+            finally:
+                if not self.settings.automation:
+                    _restore(saved)
+                _LIVE_TASKS.pop(task.id, None)
+        if self._media_dir is not None:
+            shutil.rmtree(self._media_dir, ignore_errors=True)
+            self._media_dir = None
+
+    # --- routing hooks ---------------------------------------------------------------
+
+    @hookimpl
+    def tracelet_backend_log_metrics(self, metrics: Sequence[Metric]) -> None:
+        """``report_scalar(title, series, value, step)`` per point (see :func:`title_series`), each at its own
+        timestamp; ClearML's reporter batches the events itself."""
+        self._require_task()
+        report, event = self._report, self._scalar_event
+        for name, value, step, timestamp in metrics:
+            title, series = title_series(name)
+            if event is not None:
+                report(event(metric=title, variant=series, value=value, iter=step, timestamp=round(timestamp * 1000)))
+            else:
+                self._logger.report_scalar(title, series, value, step)
+
+    @hookimpl
+    def tracelet_backend_log_params(self, params: Sequence[Param]) -> None:
+        """Into the task's hyperparameters, section ``General``, under their full (dotted) names."""
+        values = {f"{PARAM_SECTION}/{param.name}": _param_value(param.value) for param in params}
+        self._require_task().update_parameters(values)
+
+    @hookimpl
+    def tracelet_backend_set_tags(self, tags: Sequence[Tag]) -> None:
+        """Into the task's user properties (``name: value``); a tag with an empty value is also a task tag."""
+        task = self._require_task()
+        task.set_user_properties(*[{"name": tag.name, "value": tag.value} for tag in tags])
+        labels = [tag.name for tag in tags if not tag.value]
+        if labels:
+            task.add_tags(labels)
+
+    @hookimpl
+    def tracelet_backend_log_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        """``upload_artifact`` per file, byte for byte; a directory's files as ``<name>/<relative path>``."""
+        task = self._require_task()
+        missing = []
+        for artifact in artifacts:
+            if os.path.isdir(artifact.path):
+                for directory, _, files in os.walk(artifact.path):
+                    for file in sorted(files):
+                        path = os.path.join(directory, file)
+                        relative = os.path.relpath(path, artifact.path).replace(os.sep, "/")
+                        task.upload_artifact(f"{artifact.name}/{relative}", artifact_object=path, wait_on_upload=True)
+            elif os.path.isfile(artifact.path):
+                task.upload_artifact(artifact.name, artifact_object=str(artifact.path), wait_on_upload=True)
+            else:
+                missing.append(str(artifact.path))
+        if missing:  # retrying cannot make a file appear
+            raise PermanentError(f"artifacts not found, not uploaded: {', '.join(missing)}")
+
+    @hookimpl
+    def tracelet_backend_log_media(self, media: Sequence[Media]) -> None:
+        """Images and figures as PNG debug samples, texts as ``.txt`` debug samples, histograms as
+        ``report_histogram`` bar plots, each at its step (see docs/plugins/clearml.md)."""
+        self._require_task()
+        logger = self._logger
+        for item in media:
+            title, series = title_series(item.name)
+            if isinstance(item, Image | Figure):
+                png = encode_png(item) if isinstance(item, Image) else item.png
+                logger.report_media(title, series, iteration=item.step, stream=io.BytesIO(png), file_extension=".png")
+            elif isinstance(item, Text):
+                data = io.BytesIO(item.text.encode())
+                logger.report_media(title, series, iteration=item.step, stream=data, file_extension=".txt")
+            elif isinstance(item, Histogram):
+                logger.report_histogram(
+                    title,
+                    series,
+                    values=list(item.counts),
+                    iteration=item.step,
+                    xlabels=[repr(edge) for edge in item.edges[:-1]],
+                    extra_layout={"tracelet": {"edges": list(item.edges)}},
+                )
+            else:
+                raise PermanentError(f"ClearML backend: no ClearML form for {type(item).__name__}")
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _require_task(self) -> Any:
+        if self._task is None:
+            raise RuntimeError("the ClearML backend has not started")
+        return self._task
+
+
+def _param_value(value: object) -> object:
+    return "" if value is None else value
+
+
+def _scalar_reporter(task: Any) -> tuple[Any, Any]:
+    """ClearML's scalar event and its reporter's ``_report``, to keep each point's own timestamp
+    (``Logger.report_scalar`` stamps the time it is called); ``(None, None)`` where they are missing."""
+    try:
+        from clearml.backend_interface.metrics.events import ScalarEvent
+
+        report = task._reporter._report
+    except (ImportError, AttributeError):
+        return None, None
+    return report, ScalarEvent
+
+
+def _in_process_reporter() -> None:
+    """Name a private ClearML configuration with the in-process reporter, if the user has none of their own."""
+    if os.environ.get(_CONFIG_VARIABLE) or ("clearml.config" in sys.modules and _config_loaded()):
+        return
+    home = os.path.expanduser("~")
+    if any(os.path.exists(os.path.join(home, name)) for name in ("clearml.conf", "trains.conf")):
+        return
+    if _PROCESS.config_dir is None:
+        _PROCESS.config_dir = tempfile.mkdtemp(prefix="tracelet-clearml-")
+        atexit.register(shutil.rmtree, _PROCESS.config_dir, True)
+    path = os.path.join(_PROCESS.config_dir, "clearml.conf")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(_IN_PROCESS_REPORTER)
+    os.environ[_CONFIG_VARIABLE] = path
+
+
+def _config_loaded() -> bool:
+    config = sys.modules["clearml.config"]
+    return getattr(getattr(config, "ConfigWrapper", None), "_config", None) is not None
+
+
+def _process_objects() -> dict[str, Any]:
+    """The process-wide objects ClearML's ``Task.init`` and ``close`` replace, to put back."""
+    saved: dict[str, Any] = {
+        "excepthook": sys.excepthook,
+        "stdout": sys.stdout,
+        "stderr": sys.stderr,
+        "import": builtins.__import__,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        saved["torch.save"] = torch.save
+        saved["torch.load"] = torch.load
+    return saved
+
+
+def _restore(saved: dict[str, Any]) -> None:
+    if not saved:
+        return
+    sys.excepthook = saved["excepthook"]
+    sys.stdout = saved["stdout"]
+    sys.stderr = saved["stderr"]
+    builtins.__import__ = saved["import"]
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and "torch.save" in saved:
+        torch.save = saved["torch.save"]
+        torch.load = saved["torch.load"]
+
+
+def _stop_before_clearml_at_exit() -> None:
+    """Register :func:`_stop_at_exit` once, after ClearML's own atexit close of its task: it runs first."""
+    if not _PROCESS.exit_handler:
+        _PROCESS.exit_handler = True
+        atexit.register(_stop_at_exit)
+
+
+def _stop_at_exit() -> None:
+    import tracelet
+
+    run = tracelet.active_run()
+    if run is not None and run.id in _OPEN_TRACELET_RUNS:
+        run.stop(RunStatus.FINISHED)
