@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracelet._version import __version__
-from tracelet.config import resolve_config
+from tracelet.assembly import configure
 from tracelet.errors import ConfigError
 from tracelet.plugins import discover
 from tracelet.redact import MASK, Redactor, scrub
@@ -42,11 +42,8 @@ def _plugins() -> int:
 
 def _config() -> int:
     """Print every setting, its value and its source; values of secret-looking keys and URL credentials masked."""
-    entries = discover()
-    loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
-    ignored = frozenset(entry.name for entry in entries if entry.info is None)
     try:
-        resolved = resolve_config(loaded, {}, ignored_plugins=ignored)
+        resolved = configure({}).resolved
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -64,11 +61,8 @@ def _replay(path: str | None) -> int:
     from tracelet.replay import replay  # the command's own code, not needed by the others
 
     if path is None:
-        entries = discover()
-        loaded = {entry.name: entry.info for entry in entries if entry.info is not None}
-        ignored = frozenset(entry.name for entry in entries if entry.info is None)
         try:
-            path = resolve_config(loaded, {}, ignored_plugins=ignored).core.spool_dir
+            path = configure({}).resolved.core.spool_dir
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
