@@ -24,7 +24,6 @@ order, and isolates it from the rest of the run:
 
 from __future__ import annotations
 
-import collections
 import enum
 import threading
 import time
@@ -721,7 +720,7 @@ class BackendWorker:
         # Failed calls in a row after which the backend is down rather than the batch bad: enough to split
         # down to the first record.
         budget = len(batch).bit_length() + 2
-        pending = collections.deque(_halves(batch))
+        pending = deque(_halves(batch))
         while pending and not self._abandoned:
             part = pending[0]
             result = self._probe(hook_name, {argument: part})
