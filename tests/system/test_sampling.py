@@ -144,8 +144,15 @@ def test_disabled_by_configuration_or_environment(tracelet_start: Callable[..., 
 
 def test_procfs_and_psutil_readers_agree() -> None:
     procfs = ProcfsReader(per_core=True)
+    psutil_reader = PsutilReader(psutil, per_core=True)
     try:
-        mine, theirs = procfs.read(), PsutilReader(psutil, per_core=True).read()
+        # A thread left by an earlier test may end between the two readings; a pair
+        # bracketed by two procfs readings with the same thread count saw the same threads.
+        for _ in range(50):
+            mine, theirs = procfs.read(), psutil_reader.read()
+            if procfs.read().process_threads == mine.process_threads:
+                break
+            time.sleep(0.02)
     finally:
         procfs.close()
     assert mine.memory_total == theirs.memory_total
