@@ -17,6 +17,11 @@ ClearML's habits and what the backend does about them:
 - One main task per process: when the script already has one
   (``Task.current_task()``), the backend logs into it and leaves closing it to
   the script.
+- Its server's limits, where breaking one loses the event without an error
+  reaching the script: a title or series longer than :data:`MAX_NAME_BYTES`,
+  a finite scalar beyond :data:`FLOAT32_MAX`, a debug sample over the file
+  server's upload limit (``max_image_bytes``). Each record is fitted, counted
+  in :attr:`ClearmlBackend.adjustments` and warned about once per name.
 
 Every hook runs on the worker thread, one at a time: no locks.
 """
@@ -25,11 +30,13 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import hashlib
 import io
 import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,7 +61,16 @@ from tracelet.plugin import (
 )
 from tracelet_clearml.settings import ClearmlSettings
 
-__all__ = ["PARAM_SECTION", "STATUS_PROPERTY", "ClearmlBackend", "metric_name", "title_series"]
+__all__ = [
+    "FLOAT32_MAX",
+    "MAX_NAME_BYTES",
+    "PARAM_SECTION",
+    "STATUS_PROPERTY",
+    "ClearmlBackend",
+    "fit_name",
+    "metric_name",
+    "title_series",
+]
 
 _log = get_logger()
 
@@ -63,6 +79,18 @@ PARAM_SECTION = "General"
 STATUS_PROPERTY = "tracelet.status"
 """User property holding the run's end status: ClearML's offline session keeps no task status."""
 TRACELET_RUN_ID_TAG = "tracelet.run_id"
+
+MAX_NAME_BYTES = 32_766
+"""The longest title or series, in UTF-8 bytes, ClearML's server can index: it stores both as Elasticsearch
+keywords, and a longer term makes the whole event fail to index (the server counts it; the script never hears)."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest scalar ClearML's server can store: it keeps values as Elasticsearch ``float`` (32 bits), which
+refuses a finite value beyond this (it would become infinite), failing the event."""
+
+# Adjustment counters, the keys of ClearmlBackend.adjustments.
+NAME_SHORTENED = "name_shortened"
+VALUE_CLAMPED = "value_clamped"
+IMAGE_DOWNSCALED = "image_downscaled"
 
 _CONFIG_VARIABLE = "CLEARML_CONFIG_FILE"
 _IN_PROCESS_REPORTER = "sdk.development.report_use_subprocess: false\n"
@@ -99,6 +127,16 @@ def metric_name(title: str, series: str) -> str:
     return title if title == series else f"{title}/{series}"
 
 
+def fit_name(part: str) -> str:
+    """A title or series cut to :data:`MAX_NAME_BYTES`: its longest prefix that fits with ``~`` and 16 hex
+    digits of the whole part's SHA-256 after it, so that two long names sharing a prefix stay apart."""
+    data = part.encode()
+    if len(data) <= MAX_NAME_BYTES:
+        return part
+    suffix = "~" + hashlib.sha256(data).hexdigest()[:16]
+    return data[: MAX_NAME_BYTES - len(suffix)].decode(errors="ignore") + suffix
+
+
 class ClearmlBackend:
     """Delivers one Tracelet run to one ClearML task.
 
@@ -120,6 +158,13 @@ class ClearmlBackend:
         self._saved: dict[str, Any] = {}
         self._media_dir: str | None = None
         self._tracelet_run_id = ""
+        self.adjustments: Counter[str] = Counter()
+        """Records changed to fit ClearML's limits, by rule: ``name_shortened``, ``value_clamped``,
+        ``image_downscaled``."""
+        self._names: dict[str, tuple[str, str]] = {}
+        """Each name seen -> its ``(title, series)`` within ClearML's limits."""
+        self._long_names: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -235,8 +280,17 @@ class ClearmlBackend:
         timestamp; ClearML's reporter batches the events itself."""
         self._require_task()
         report, event = self._report, self._scalar_event
+        names, long_names = self._names, self._long_names
         for name, value, step, timestamp in metrics:
-            title, series = title_series(name)
+            title_and_series = names.get(name)
+            if title_and_series is None:
+                title_and_series = self._title_series(name)
+            title, series = title_and_series
+            if name in long_names:
+                self._adjust(NAME_SHORTENED, name, _SHORTENED_MESSAGE, limit=MAX_NAME_BYTES)
+            if (value > FLOAT32_MAX or value < -FLOAT32_MAX) and value not in _INFINITIES:
+                value = FLOAT32_MAX if value > 0 else -FLOAT32_MAX
+                self._adjust(VALUE_CLAMPED, name, _CLAMPED_MESSAGE, limit=FLOAT32_MAX)
             if event is not None:
                 report(event(metric=title, variant=series, value=value, iter=step, timestamp=round(timestamp * 1000)))
             else:
@@ -283,9 +337,15 @@ class ClearmlBackend:
         self._require_task()
         logger = self._logger
         for item in media:
-            title, series = title_series(item.name)
+            title, series = self._names.get(item.name) or self._title_series(item.name)
+            if item.name in self._long_names:
+                self._adjust(NAME_SHORTENED, item.name, _SHORTENED_MESSAGE, limit=MAX_NAME_BYTES)
             if isinstance(item, Image | Figure):
                 png = encode_png(item) if isinstance(item, Image) else item.png
+                limit = self.settings.max_image_bytes
+                if limit and len(png) > limit:
+                    png, width, height = downscale_png(png, limit)
+                    self._adjust(IMAGE_DOWNSCALED, item.name, _DOWNSCALED_MESSAGE, limit=limit, size=f"{width}x{height}")
                 logger.report_media(title, series, iteration=item.step, stream=io.BytesIO(png), file_extension=".png")
             elif isinstance(item, Text):
                 data = io.BytesIO(item.text.encode())
@@ -302,12 +362,56 @@ class ClearmlBackend:
             else:
                 raise PermanentError(f"ClearML backend: no ClearML form for {type(item).__name__}")
 
+    # --- ClearML's limits ------------------------------------------------------------
+
+    def _title_series(self, name: str) -> tuple[str, str]:
+        """``title_series(name)`` within :data:`MAX_NAME_BYTES`, remembered per name."""
+        title, series = title_series(name)
+        fitted = fit_name(title), fit_name(series)
+        if fitted != (title, series):
+            self._long_names.add(name)
+        self._names[name] = fitted
+        return fitted
+
+    def _adjust(self, rule: str, name: str, message: str, **details: object) -> None:
+        """Count one record changed by ``rule``; warn once per rule and name."""
+        self.adjustments[rule] += 1
+        if (rule, name) not in self._warned:
+            self._warned.add((rule, name))
+            shown = name if len(name) <= 80 else name[:77] + "..."
+            _log.warning(f"clearml: {message} (warned once per name)", plugin="clearml", rule=rule, name=shown, **details)
+
     # --- helpers ---------------------------------------------------------------------
 
     def _require_task(self) -> Any:
         if self._task is None:
             raise RuntimeError("the ClearML backend has not started")
         return self._task
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+_SHORTENED_MESSAGE = "a title or series longer than ClearML's server can index was shortened (prefix ~ hash)"
+_CLAMPED_MESSAGE = "a value beyond ClearML's 32-bit float storage was clamped to its largest finite value"
+_DOWNSCALED_MESSAGE = (
+    "an image larger than max_image_bytes (the file server's upload limit) was halved until it fit; "
+    "set TRACELET_CLEARML_MAX_IMAGE_BYTES=0 to keep every pixel"
+)
+
+
+def downscale_png(png: bytes, limit: int) -> tuple[bytes, int, int]:
+    """``png`` halved in width and height (box filter) until its PNG encoding is at most ``limit`` bytes;
+    returns the PNG and its size. A 1x1 image is the smallest it goes."""
+    from PIL import Image as PilImage  # pillow: a dependency of this plugin, imported on the worker only
+
+    picture: PilImage.Image = PilImage.open(io.BytesIO(png))
+    picture.load()
+    while True:
+        if min(picture.size) > 1:
+            picture = picture.reduce(2)
+        out = io.BytesIO()
+        picture.save(out, format="PNG")
+        if out.tell() <= limit or min(picture.size) == 1:
+            return out.getvalue(), picture.size[0], picture.size[1]
 
 
 def _param_value(value: object) -> object:

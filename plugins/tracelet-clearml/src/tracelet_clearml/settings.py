@@ -33,6 +33,10 @@ class ClearmlSettings:
     """ClearML's offline mode (``Task.set_offline``); default: ClearML's own (``CLEARML_OFFLINE_MODE``)."""
     task_id: str | None = None
     """Continue this ClearML task (``continue_last_task``) instead of creating one (also: ``tracelet replay``)."""
+    max_image_bytes: int = attrs.field(default=1_048_576, validator=attrs.validators.ge(0))
+    """The largest debug-sample PNG (image or figure) sent as it is; a larger one is halved until it fits,
+    counted and warned about. 1 MiB is nginx's default ``client_max_body_size``, which the proxy in front of
+    most ClearML file servers applies: a larger upload fails and ClearML drops the event. ``0``: no limit."""
     automation: bool = False
     """ClearML's own automation (framework patching, argparse, stream capture, resource monitor); off by
     default: Tracelet's plugins capture those, and ClearML's copies would log twice."""
