@@ -25,13 +25,18 @@ up the rest:
   a row failing alone (or every record sent) mean the backend is down: replay
   stops there and leaves the spool as it is;
 - a torn or corrupt region of a segment is skipped and reported.
+
+``tracelet sync`` (:func:`sync`) is replay generalised to offline runs: it
+first hands each offline run's spool to the backends it is synced to (see
+:mod:`tracelet.offline`), then replays those backend spools like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,13 +44,24 @@ import attrs
 
 from tracelet.assembly import configure
 from tracelet.delivery import DeliveryPolicy
-from tracelet.errors import PermanentError
+from tracelet.errors import ConfigError, PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
+from tracelet.offline import OFFLINE_WORKER, materialise, read_offline, record_synced
 from tracelet.plugins import hooks_of
 from tracelet.records import Artifact, Metric, Param, Record, RunStatus, Tag, route_of
-from tracelet.spool import BackendSpool, Damage, SpoolPosition, converter, find_spools, read_meta
+from tracelet.runindex import record_ref
+from tracelet.spool import (
+    OFFLINE_DIR,
+    BackendSpool,
+    Damage,
+    SpoolPosition,
+    converter,
+    find_offline_spools,
+    find_spools,
+    read_meta,
+)
 
-__all__ = ["DOWN_AFTER", "ReplayResult", "pending_spools", "replay"]
+__all__ = ["DOWN_AFTER", "ReplayResult", "pending_spools", "replay", "sync"]
 
 DOWN_AFTER = 8
 """Records in a row that fail alone, with nothing taken in between, that mean the backend is down, not the records."""
@@ -76,6 +92,10 @@ class ReplayResult:
     """The directory is not a spool this version reads: skipped, untouched."""
     plugin: object = None
     """The backend object that received the records (tests read it back)."""
+    ref: BackendRunRef | None = None
+    """The backend's own run the records went to, once it started."""
+    note: str | None = None
+    """For a result with nothing to send: why (``already synced``)."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +107,8 @@ class ReplayResult:
         if self.unreadable:
             return [f"{self.directory}: skipped: {self.error}"]
         prefix = f"{self.backend} run {self.run_id}: "
+        if self.note is not None:
+            return [prefix + self.note]
         outcome = []
         if self.refused:
             names = ", ".join(f"{record} ({reason})" for record, reason in self.refused_records[:_NAMED])
@@ -116,19 +138,96 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
 
     Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
     spool that cannot be replayed is reported in its result, never raised.
+    Offline runs' spools are left alone: :func:`sync` delivers them.
     """
+    return _deliver(root, None, None, progress, offline=False)
+
+
+def sync(
+    path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | None = sys.stderr
+) -> list[ReplayResult]:
+    """Deliver offline runs, and what online runs left, to their backends; each record once, however often it runs.
+
+    ``path`` is the spool directory, or one run's directory in it
+    (``<spool_dir>/<run id>``). ``backends`` are the backends to deliver
+    to (default: for an offline run, those it was configured with; for a
+    backend spool, its own). A backend an offline run was synced to before
+    gets only what it has not had, in the same backend run. Raises
+    :class:`~tracelet.errors.ConfigError` for a bad configuration; trouble
+    with one run or backend is reported in its result, never raised.
+    """
+    if any(path.glob("*/meta.json")):  # a run's directory: its spools are right below
+        root, runs = path.parent, frozenset({path.name})
+    else:
+        root, runs = path, None
+    return _deliver(root, runs, None if backends is None else frozenset(backends), progress, offline=True)
+
+
+def _deliver(
+    root: Path,
+    runs: frozenset[str] | None,
+    backends: frozenset[str] | None,
+    progress: TextIO | None,
+    *,
+    offline: bool,
+) -> list[ReplayResult]:
     configured = configure({})
     loaded, resolved = configured.loaded, configured.resolved
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
-    results = []
+    results: list[ReplayResult] = []
+    if offline:
+        for directory in find_offline_spools(root):
+            if runs is None or directory.parent.name in runs:
+                results += _hand_over(directory, backends)
+    failed = {(result.run_id, result.backend) for result in results if result.error is not None}
     for directory in find_spools(root):
-        result = ReplayResult(directory, directory.name, directory.parent.name)
+        run_id, backend = directory.parent.name, directory.name
+        if (runs is not None and run_id not in runs) or (backends is not None and backend not in backends):
+            continue
+        if (run_id, backend) in failed:
+            continue
+        result = ReplayResult(directory, backend, run_id)
         try:
             _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
+            offline_dir = directory.parent / OFFLINE_DIR
+            if result.ref is not None and offline_dir.is_dir():
+                record_synced(offline_dir, result.backend, result.ref)
+            if result.ref is not None:
+                with contextlib.suppress(ConfigError, OSError):  # the records went; the index is a convenience
+                    record_ref(root, run_id, result.backend, result.ref)
         except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
             result.left, result.error = True, f"{type(error).__name__}: {error}"
         results.append(result)
+    return results
+
+
+def _hand_over(directory: Path, backends: frozenset[str] | None) -> list[ReplayResult]:
+    """Materialise one offline run's spool for each backend it goes to; results only for what is not replayed."""
+    run_id = directory.parent.name
+    lock = BackendSpool(directory, _placeholder_run(), OFFLINE_WORKER, fsync_interval=0.0, create_lock=False)
+    if not lock.acquire():
+        return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error="in use by a running process")]
+    results = []
+    try:
+        try:
+            run, _ = read_offline(directory)
+        except ValueError as error:
+            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, unreadable=True, error=str(error))]
+        targets = sorted(backends) if backends is not None else list(run.backends)
+        if not targets:
+            error = "the offline run names no backend: pass --backend NAME"
+            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error=error)]
+        for backend in targets:
+            try:
+                handed = materialise(directory, backend)
+            except Exception as error:  # noqa: BLE001 - this backend's copy failed; the others go on
+                results.append(ReplayResult(directory, backend, run_id, left=True, error=f"{type(error).__name__}: {error}"))
+                continue
+            if not handed and not (directory.parent / backend).is_dir():
+                results.append(ReplayResult(directory, backend, run_id, note="already synced, nothing to send"))
+    finally:
+        lock.release()
     return results
 
 
@@ -176,7 +275,8 @@ def _replay_one(
             run = attrs.evolve(run, resume={backend: previous["id"]})
         run = attrs.evolve(run, backend=backend)
         ref = _retrying(policy, lambda: hooks.tracelet_backend_start(run=run))
-        spool.set_ref(ref if isinstance(ref, BackendRunRef) else None)
+        result.ref = ref if isinstance(ref, BackendRunRef) else None
+        spool.set_ref(result.ref)
         sender = _Sender(hooks, policy)
         shown = _Progress(progress, backend, run.name, spool.undelivered_bytes() + rejected.undelivered_bytes())
         before_replay = rejected.position()  # what this replay refuses is not sent again in this replay
