@@ -276,7 +276,9 @@ def _spool(core: CoreSettings, directory: Path, run: RunInfo, backend: str, *, r
             f"run_id {run.id!r}: its spool {directory} is in use by another process (a `tracelet replay` or `tracelet sync`?)"
         ) from None
     except ValueError as error:
-        raise ConfigError(f"run_id {run.id!r}: the spool its previous process left cannot be read: {directory}: {error}") from error
+        raise ConfigError(
+            f"run_id {run.id!r}: the spool its previous process left cannot be read: {directory}: {error}"
+        ) from error
 
 
 def _inert_run(core: CoreSettings, rank: int, on_stop: Callable[[Run], None]) -> Run:

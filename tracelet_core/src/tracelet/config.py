@@ -99,7 +99,9 @@ class CoreSettings:
     run_id: str | None = None
     """A stable run id (letters, digits, ``.``, ``_``, ``-``; at most 128) that a restarted job passes again to continue
     the same backend runs; default: a random id, never resumed."""
-    resume: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(("allow", "must", "never"))))
+    resume: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(("allow", "must", "never")))
+    )
     """With ``run_id``: ``allow`` (default) continues a known run or starts it, ``must`` requires a known run,
     ``never`` requires a new one."""
 

@@ -40,7 +40,7 @@ import pluggy
 from tracelet.info import BackendRunRef, RunInfo
 from tracelet.records import RunStatus
 from tracelet.runindex import write_durable
-from tracelet.spool import OFFLINE_DIR, BackendSpool, converter, read_meta
+from tracelet.spool import BackendSpool, converter, read_meta
 from tracelet.worker import BackendWorker, End, FlushRequest, Segment
 
 __all__ = ["OFFLINE_WORKER", "OfflineWorker", "materialise", "read_offline", "record_synced"]
@@ -62,9 +62,7 @@ class OfflineWorker(BackendWorker):
     """
 
     def __init__(self, run_info: RunInfo, spool: BackendSpool) -> None:
-        super().__init__(
-            OFFLINE_WORKER, pluggy.HookRelay(), run_info, max_batch_size=1, queue_size=1, linger=0.0, spool=spool
-        )
+        super().__init__(OFFLINE_WORKER, pluggy.HookRelay(), run_info, max_batch_size=1, queue_size=1, linger=0.0, spool=spool)
         self._spooling = True
         self._state = "running"
         self._dropped_at_flush = 0

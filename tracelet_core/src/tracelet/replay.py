@@ -143,9 +143,7 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
     return _deliver(root, None, None, progress, offline=False)
 
 
-def sync(
-    path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | None = sys.stderr
-) -> list[ReplayResult]:
+def sync(path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
     """Deliver offline runs, and what online runs left, to their backends; each record once, however often it runs.
 
     ``path`` is the spool directory, or one run's directory in it
@@ -216,8 +214,8 @@ def _hand_over(directory: Path, backends: frozenset[str] | None) -> list[ReplayR
             return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, unreadable=True, error=str(error))]
         targets = sorted(backends) if backends is not None else list(run.backends)
         if not targets:
-            error = "the offline run names no backend: pass --backend NAME"
-            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error=error)]
+            reason = "the offline run names no backend: pass --backend NAME"
+            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error=reason)]
         for backend in targets:
             try:
                 handed = materialise(directory, backend)

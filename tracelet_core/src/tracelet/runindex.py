@@ -55,9 +55,7 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def check_run_id(run_id: str) -> str:
     """``run_id`` if it can name a run (and its directories); :class:`ConfigError` otherwise."""
     if not _RUN_ID.fullmatch(run_id):
-        raise ConfigError(
-            f"run_id {run_id!r}: use 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit"
-        )
+        raise ConfigError(f"run_id {run_id!r}: use 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit")
     return run_id
 
 
