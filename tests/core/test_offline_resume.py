@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import tracelet
+from tracelet.offline import materialise
 from tracelet.replay import sync
 from tracelet.run import Run
 from tracelet.runindex import RunIndex
@@ -186,6 +187,33 @@ def test_a_resumed_offline_run_appends_and_sync_sends_only_the_new_part_to_the_s
     backend = result.plugin
     assert isinstance(backend, RecordingBackend) and backend.resumed
     assert [m.step for m in backend.metrics] == list(range(100, 150))
+
+
+def test_an_interrupted_sync_delivers_its_copy_then_the_rest_each_record_once(
+    tracelet_start: Callable[..., Run], tmp_path: Path
+) -> None:
+    root = tmp_path / ".tracelet/spool"
+    first = tracelet_start(backends=["recording"], mode="offline", run_id="interrupted")
+    for step in range(100):
+        first.log_metric("x", float(step), step=step)
+    first.stop()
+    offline = root / "interrupted/@offline"
+    copy = materialise(offline, "recording")  # a sync that died right after handing the segments over
+    assert copy == root / "interrupted/recording@sync"
+    assert json.loads((offline / "synced.json").read_text())["recording"]["segments"] == [10**15]
+    second = tracelet_start(backends=["recording"], mode="offline", run_id="interrupted")  # more, meanwhile
+    for step in range(100, 120):
+        second.log_metric("x", float(step), step=step)
+    second.stop()
+
+    results = sync(root, progress=None)
+    assert [result.sent for result in results] == [100, 20]  # the interrupted copy, then what it lacked
+    assert [m.step for m in _received(results)] == list(range(120))
+    assert [result.plugin.resumed for result in results] == [False, True]  # type: ignore[attr-defined]
+    assert sorted(path.name for path in (root / "interrupted").iterdir()) == ["@offline"]
+    assert [line for result in sync(root, progress=None) for line in result.report()] == [
+        "recording run interrupted: already synced, nothing to send"
+    ]
 
 
 # --- resume ---------------------------------------------------------------------------------------------------------

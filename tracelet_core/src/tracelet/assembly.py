@@ -265,12 +265,13 @@ def _claim_run_id(core: CoreSettings, spool_root: Path, rank: int | None) -> Run
 
 def _spool(core: CoreSettings, directory: Path, run: RunInfo, backend: str, *, resumed: bool) -> BackendSpool:
     """A backend's spool; a resumed run takes over what its previous process left there."""
-    from tracelet.spool import BackendSpool
+    from tracelet.spool import OFFLINE_DIR, BackendSpool
 
     if not resumed:
         return BackendSpool(directory, run, backend, fsync_interval=core.spool_fsync_interval)
     try:
-        return BackendSpool.reopen(directory, run, backend, fsync_interval=core.spool_fsync_interval)
+        count = directory.name != OFFLINE_DIR  # an offline spool is never read back here: not counted
+        return BackendSpool.reopen(directory, run, backend, fsync_interval=core.spool_fsync_interval, count=count)
     except BlockingIOError:
         raise ConfigError(
             f"run_id {run.id!r}: its spool {directory} is in use by another process (a `tracelet replay` or `tracelet sync`?)"

@@ -10,9 +10,10 @@ selected, which ``tracelet sync`` delivers to unless told others).
 
 ``tracelet sync`` hands an offline spool to a backend by *materialising* it:
 the segments not yet given to that backend are hard-linked (copied where
-links are not possible) into a backend spool ``<run>/<backend>/``, which
+links are not possible) into a backend spool ``<run>/<backend>@sync/``, which
 ``tracelet replay``'s machinery then delivers and deletes, attaching to the
-same backend run each time. ``@offline/synced.json`` records, per backend,
+same backend run each time (the first time: to the run the run index names
+for that backend, if the run id has one, else a new run). ``@offline/synced.json`` records, per backend,
 the segments given to it and its run::
 
     {"mlflow": {"segments": [1000000000000000, ...], "backend_run": {"id": "...", "url": null}}}
@@ -21,8 +22,9 @@ The offline spool itself is never changed by a sync, so the same run can be
 synced to MLflow today and to W&B tomorrow; each backend gets each segment
 once. Crash safety: a copy is built in a temporary directory and renamed into
 place, then its segments are added to ``synced.json`` before anything is
-delivered; a sync that finds ``<run>/<backend>/`` adds its segments again
-(an interrupted sync), so a segment is never handed over twice.
+delivered; a sync that finds ``<run>/<backend>@sync/`` (an interrupted sync)
+adds its segments again and delivers it first, so a segment is never handed
+over twice.
 """
 
 from __future__ import annotations
@@ -43,11 +45,18 @@ from tracelet.runindex import write_durable
 from tracelet.spool import BackendSpool, converter, read_meta
 from tracelet.worker import BackendWorker, End, FlushRequest, Segment
 
-__all__ = ["OFFLINE_WORKER", "OfflineWorker", "materialise", "read_offline", "record_synced"]
+__all__ = ["OFFLINE_WORKER", "SYNC_SUFFIX", "OfflineWorker", "backend_of", "materialise", "read_offline", "record_synced"]
 
 OFFLINE_WORKER = "offline"
 """The name of an offline run's one worker: ``run.stats()["offline"]``."""
+SYNC_SUFFIX = "@sync"
+"""A sync's copy of an offline spool for a backend is ``<run>/<backend>@sync/`` (apart from an online run's spool)."""
 _SYNCED = "synced.json"
+
+
+def backend_of(directory: Path) -> str:
+    """The backend a spool directory delivers to: its name, without a sync copy's suffix."""
+    return directory.name.removesuffix(SYNC_SUFFIX)
 
 
 class OfflineWorker(BackendWorker):
@@ -125,32 +134,48 @@ def _segment_ids(directory: Path) -> set[int]:
     return {int(path.stem) for path in directory.glob("*.seg") if path.stem.isdigit()}
 
 
-def materialise(directory: Path, backend: str) -> int:
-    """Give ``backend`` the offline spool's segments it did not have yet, as ``<run>/<backend>/``.
+def materialise(directory: Path, backend: str) -> Path | None:
+    """The backend spool holding what ``backend`` has not had of the offline spool ``directory``; ``None``: nothing.
 
-    Returns how many segments were handed over (0: it had them all). The
-    caller holds the offline spool's lock; ``replay`` then delivers the
-    backend spool. Raises ``ValueError`` for an unreadable offline spool and
-    ``OSError`` when the copy cannot be written (nothing is marked then).
+    An interrupted sync's copy is returned as it is; otherwise the segments
+    not yet given are handed over as ``<run>/<backend>@sync/``. The caller
+    holds the offline spool's lock and delivers the copy (``replay``).
+    Raises ``ValueError`` for an unreadable offline spool and ``OSError`` when
+    the copy cannot be written (nothing is marked then).
     """
     run, status = read_offline(directory)
     synced = _read_synced(directory)
-    target = directory.parent / backend
+    target = directory.parent / f"{backend}{SYNC_SUFFIX}"
     state = synced.setdefault(backend, {"segments": [], "backend_run": None})
     given = set(state["segments"])
     if target.is_dir():  # an interrupted sync: its copy is handed over already, whatever synced.json says
         given |= _segment_ids(target)
-    source = BackendSpool.open_existing(directory, run, OFFLINE_WORKER)
-    new = [path for path in source.segment_paths() if int(path.stem) not in given]
-    if new and not target.is_dir():
-        _copy(new, directory.parent / f".{backend}.sync", target, run, backend, state.get("backend_run"), status)
+    else:
+        source = BackendSpool.open_existing(directory, run, OFFLINE_WORKER)
+        new = [path for path in source.segment_paths() if int(path.stem) not in given]
+        if not new:
+            return None
+        ref = state.get("backend_run") or _indexed_ref(directory.parent.parent, run.id, backend)
+        # Built inside @offline/, two levels down: a half-built copy is never taken for a spool by find_spools().
+        _copy(new, directory / f".copy-{backend}", target, run, backend, ref, status)
         given |= {int(path.stem) for path in new}
-    elif new:
-        new = []  # a copy is waiting to be delivered: the newer segments go in the next sync, after it
     if sorted(given) != state["segments"]:
         state["segments"] = sorted(given)
         write_durable(directory / _SYNCED, synced)
-    return len(new)
+    return target
+
+
+def _indexed_ref(root: Path, run_id: str, backend: str) -> dict[str, Any] | None:
+    """The backend run the run index names for a run id that has an entry (a run that was online too)."""
+    from tracelet.errors import ConfigError
+    from tracelet.runindex import read_entry
+
+    try:
+        entry = read_entry(root, run_id)
+    except ConfigError:
+        return None
+    ref = None if entry is None else entry["backends"].get(backend)
+    return ref if isinstance(ref, dict) and ref.get("id") else None
 
 
 def _copy(

@@ -46,7 +46,7 @@ from tracelet.assembly import configure
 from tracelet.delivery import DeliveryPolicy
 from tracelet.errors import ConfigError, PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
-from tracelet.offline import OFFLINE_WORKER, materialise, read_offline, record_synced
+from tracelet.offline import OFFLINE_WORKER, SYNC_SUFFIX, backend_of, materialise, read_offline, record_synced
 from tracelet.plugins import hooks_of
 from tracelet.records import Artifact, Metric, Param, Record, RunStatus, Tag, route_of
 from tracelet.runindex import record_ref
@@ -173,40 +173,47 @@ def _deliver(
     loaded, resolved = configured.loaded, configured.resolved
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
-    results: list[ReplayResult] = []
-    if offline:
-        for directory in find_offline_spools(root):
-            if runs is None or directory.parent.name in runs:
-                results += _hand_over(directory, backends)
-    failed = {(result.run_id, result.backend) for result in results if result.error is not None}
-    for directory in find_spools(root):
-        run_id, backend = directory.parent.name, directory.name
-        if (runs is not None and run_id not in runs) or (backends is not None and backend not in backends):
-            continue
-        if (run_id, backend) in failed:
-            continue
-        result = ReplayResult(directory, backend, run_id)
+
+    def replay_directory(directory: Path) -> ReplayResult:
+        run_id = directory.parent.name
+        result = ReplayResult(directory, backend_of(directory), run_id)
         try:
             _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
-            offline_dir = directory.parent / OFFLINE_DIR
-            if result.ref is not None and offline_dir.is_dir():
-                record_synced(offline_dir, result.backend, result.ref)
             if result.ref is not None:
+                offline_dir = directory.parent / OFFLINE_DIR
+                if offline_dir.is_dir():
+                    record_synced(offline_dir, result.backend, result.ref)
                 with contextlib.suppress(ConfigError, OSError):  # the records went; the index is a convenience
                     record_ref(root, run_id, result.backend, result.ref)
         except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
             result.left, result.error = True, f"{type(error).__name__}: {error}"
-        results.append(result)
+        return result
+
+    results: list[ReplayResult] = []
+    for directory in find_spools(root):
+        if (runs is not None and directory.parent.name not in runs) or (
+            backends is not None and backend_of(directory) not in backends
+        ):
+            continue
+        if offline and directory.name.endswith(SYNC_SUFFIX):
+            continue  # an interrupted sync's copy: delivered with its offline run, below
+        results.append(replay_directory(directory))
+    if offline:
+        for directory in find_offline_spools(root):
+            if runs is None or directory.parent.name in runs:
+                results += _sync_offline(directory, backends, replay_directory)
     return results
 
 
-def _hand_over(directory: Path, backends: frozenset[str] | None) -> list[ReplayResult]:
-    """Materialise one offline run's spool for each backend it goes to; results only for what is not replayed."""
+def _sync_offline(
+    directory: Path, backends: frozenset[str] | None, replay_directory: Callable[[Path], ReplayResult]
+) -> list[ReplayResult]:
+    """Deliver one offline run's spool to each backend it goes to: what each has not had, in its backend run."""
     run_id = directory.parent.name
     lock = BackendSpool(directory, _placeholder_run(), OFFLINE_WORKER, fsync_interval=0.0, create_lock=False)
     if not lock.acquire():
         return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error="in use by a running process")]
-    results = []
+    results: list[ReplayResult] = []
     try:
         try:
             run, _ = read_offline(directory)
@@ -217,13 +224,21 @@ def _hand_over(directory: Path, backends: frozenset[str] | None) -> list[ReplayR
             reason = "the offline run names no backend: pass --backend NAME"
             return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error=reason)]
         for backend in targets:
-            try:
-                handed = materialise(directory, backend)
-            except Exception as error:  # noqa: BLE001 - this backend's copy failed; the others go on
-                results.append(ReplayResult(directory, backend, run_id, left=True, error=f"{type(error).__name__}: {error}"))
-                continue
-            if not handed and not (directory.parent / backend).is_dir():
-                results.append(ReplayResult(directory, backend, run_id, note="already synced, nothing to send"))
+            delivered: list[ReplayResult] = []
+            while True:  # an interrupted sync's copy first, then what it did not have yet
+                try:
+                    copy = materialise(directory, backend)
+                except Exception as error:  # noqa: BLE001 - this backend's copy failed; the others go on
+                    delivered.append(
+                        ReplayResult(directory, backend, run_id, left=True, error=f"{type(error).__name__}: {error}")
+                    )
+                    break
+                if copy is None:
+                    break
+                delivered.append(replay_directory(copy))
+                if delivered[-1].left:
+                    break
+            results += delivered or [ReplayResult(directory, backend, run_id, note="already synced, nothing to send")]
     finally:
         lock.release()
     return results

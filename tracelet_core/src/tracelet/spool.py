@@ -441,14 +441,16 @@ class BackendSpool:
         return spool
 
     @classmethod
-    def reopen(cls, directory: Path, run: RunInfo, backend: str, *, fsync_interval: float) -> BackendSpool:
+    def reopen(cls, directory: Path, run: RunInfo, backend: str, *, fsync_interval: float, count: bool = True) -> BackendSpool:
         """The spool an earlier process of the same run left (a resumed run), taken over for writing.
 
         What it holds stays ahead of everything written now: a worker reads it
         first. New records go to new segments (ids above every one used), so
         nothing written before is ever appended to. Raises ``ValueError`` for a
         directory this version cannot read and ``BlockingIOError`` when another
-        process (a running ``tracelet replay``) holds it.
+        process (a running ``tracelet replay``) holds it. ``count``: read the
+        segments to count what they hold in :attr:`pending` (an offline
+        spool, never read back in-process, is not counted).
         """
         spool = cls.open_existing(directory, run, backend)
         spool._fsync_interval = fsync_interval
@@ -459,7 +461,7 @@ class BackendSpool:
             if not spool.acquire():
                 raise BlockingIOError(f"{directory} is in use by another process")
             spool._write_meta()
-            spool.pending = spool._count_unacknowledged()
+            spool.pending = spool._count_unacknowledged() if count else 0
         return spool
 
     def _count_unacknowledged(self) -> int:
