@@ -73,8 +73,20 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     """
     # Imported here, not at module level: tests replace tracelet.plugins.hooks_of, and the machinery
     # stays out of `import tracelet`.
+    import socket
+
+    from tracelet.collectors import CollectorThread
+    from tracelet.delivery import DeliveryPolicy
+    from tracelet.dispatcher import Dispatcher
+    from tracelet.offline import OfflineWorker
+    from tracelet.patching import FrameworkPatcher
     from tracelet.plugins import hooks_of
     from tracelet.ranks import global_rank, local_rank
+    from tracelet.redact import Redactor
+    from tracelet.replay import pending_spools
+    from tracelet.run import Run
+    from tracelet.spool import OFFLINE_DIR
+    from tracelet.worker import BackendWorker
 
     configured = configure(arguments)
     entries, loaded, resolved = configured.entries, configured.loaded, configured.resolved
@@ -127,42 +139,16 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         plugins=tuple(instances),
         resume={} if index is None else {name: ref.id for name, ref in index.refs().items()},
     )
-    try:
+    resumed = index is not None
+    try:  # a resumed run takes over the spools its previous process left
         if index is not None:
             index.save(run_info)
-        return _start(core, run_info, instances, by_kind, spool_root, index, offline, rank, loaded, on_stop)
+        names = [OFFLINE_DIR] if offline else by_kind[PluginKind.BACKEND]
+        spools = {name: _spool(core, spool_root / run_info.id / name, run_info, name, resumed=resumed) for name in names}
     except BaseException:
         if index is not None:
             index.release()
         raise
-
-
-def _start(
-    core: CoreSettings,
-    run_info: RunInfo,
-    instances: dict[str, tuple[PluginInfo, object, pluggy.HookRelay]],
-    by_kind: dict[PluginKind, list[str]],
-    spool_root: Path,
-    index: RunIndex | None,
-    offline: bool,
-    rank: int | None,
-    loaded: Mapping[str, PluginInfo],
-    on_stop: Callable[[Run], None],
-) -> Run:
-    """Wire and start the run's threads: workers (or the offline writer), router, collectors, framework patches."""
-    import socket
-
-    from tracelet.collectors import CollectorThread
-    from tracelet.delivery import DeliveryPolicy
-    from tracelet.dispatcher import Dispatcher
-    from tracelet.offline import OfflineWorker
-    from tracelet.patching import FrameworkPatcher
-    from tracelet.redact import Redactor
-    from tracelet.replay import pending_spools
-    from tracelet.run import Run
-    from tracelet.spool import OFFLINE_DIR
-    from tracelet.worker import BackendWorker
-
     policy = DeliveryPolicy(
         retry_attempts=core.retry_attempts,
         retry_base=core.retry_base,
@@ -187,15 +173,14 @@ def _start(
             max_batch_size=instances[name][0].max_batch_size,
             queue_size=core.queue_size,
             linger=core.batch_linger,
-            spool=_spool(core, spool_root / run_info.id / name, run_info, name, resumed=index is not None),
+            spool=spools[name],
             policy=policy,
             on_started=None if index is None else index.record,
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
     if offline:
-        offline_spool = _spool(core, spool_root / run_info.id / OFFLINE_DIR, run_info, "offline", resumed=index is not None)
-        workers = [OfflineWorker(run_info, offline_spool)]
+        workers = [OfflineWorker(run_info, spools[OFFLINE_DIR])]
     dispatcher = Dispatcher(
         workers,
         intake_size=core.queue_size,
@@ -220,7 +205,9 @@ def _start(
     if not workers:
         _log.warning("no backend plugin is active; logged values go nowhere", installed=sorted(loaded))
     elif offline:
-        _log.info("offline run: records go to the spool; deliver them with `tracelet sync`", spool=str(offline_spool.directory))
+        _log.info(
+            "offline run: records go to the spool; deliver them with `tracelet sync`", spool=str(spools[OFFLINE_DIR].directory)
+        )
     dispatcher.start()
     for collector in collectors:
         collector.start()
