@@ -54,8 +54,14 @@ def start(
     Returns without waiting for backends to start: each backend starts on
     its own worker thread while records queue up.
 
+    ``mode="offline"`` starts no backend and keeps every record in the spool
+    for ``tracelet sync``; ``run_id="..."`` (with ``resume="allow"``,
+    ``"must"`` or ``"never"``) continues the backend runs an earlier process
+    of that id created (docs/offline-and-resume.md).
+
     Raises :class:`~tracelet.errors.ConfigError` for an invalid or (in strict
-    mode) unknown configuration key or an unknown backend name, and, in
+    mode) unknown configuration key, an unknown backend name, or a ``run_id``
+    that ``resume`` does not allow or another process uses, and, in
     strict mode, :class:`~tracelet.errors.PluginError` when a plugin failed to
     load or to be created.
     """

@@ -7,6 +7,12 @@ collectors and the framework patcher together. A rank that does not log gets
 an inert run: no plugin, no thread. :func:`configure` is the
 discover-then-resolve sequence that ``start()``, ``tracelet replay`` and
 ``tracelet config`` share.
+
+Two keys change what a run is: ``mode="offline"`` creates no backend and
+writes every record to the run's offline spool (:mod:`tracelet.offline`);
+``run_id`` claims a stable id in the run index (:mod:`tracelet.runindex`),
+hands each backend the run it created before (``RunInfo.resume``) and takes
+over what the previous process left in the run's spools, delivered first.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from tracelet.config import CoreSettings, ResolvedConfig
     from tracelet.plugins import PluginEntry
     from tracelet.run import Run
+    from tracelet.runindex import RunIndex
+    from tracelet.spool import BackendSpool
 
 __all__ = ["Configured", "build_run", "configure"]
 
@@ -70,13 +78,14 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     from tracelet.collectors import CollectorThread
     from tracelet.delivery import DeliveryPolicy
     from tracelet.dispatcher import Dispatcher
+    from tracelet.offline import OfflineWorker
     from tracelet.patching import FrameworkPatcher
     from tracelet.plugins import hooks_of
     from tracelet.ranks import global_rank, local_rank
     from tracelet.redact import Redactor
     from tracelet.replay import pending_spools
     from tracelet.run import Run
-    from tracelet.spool import BackendSpool
+    from tracelet.spool import OFFLINE_DIR
     from tracelet.worker import BackendWorker
 
     configured = configure(arguments)
@@ -91,6 +100,10 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     if rank not in (None, 0) and not core.log_all_ranks:
         return _inert_run(core, rank, on_stop)
     selected = _select_plugins(loaded, resolved)
+    offline = core.mode == "offline"
+    targets = tuple(info.name for info in selected if info.kind is PluginKind.BACKEND)
+    if offline:  # no backend is created: nothing of theirs is imported or contacted
+        selected = [info for info in selected if info.kind is not PluginKind.BACKEND]
     instances: dict[str, tuple[PluginInfo, object, pluggy.HookRelay]] = {}
     for info in selected:
         try:
@@ -108,16 +121,34 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         for name in by_kind[PluginKind.COLLECTOR]:
             instances.pop(name)
         by_kind[PluginKind.COLLECTOR] = []
+    spool_root = Path(core.spool_dir).absolute()
+    index = _claim_run_id(core, spool_root, rank)
     run_name = core.name or time.strftime("run-%Y%m%d-%H%M%S")
+    if rank not in (None, 0):
+        run_name = f"{run_name}-rank{rank}"
+    if not core.name and index is not None and index.name:
+        run_name = index.name  # a resumed run keeps its name
     run_info = RunInfo(
-        id=os.urandom(16).hex(),  # a random run id; the uuid module costs 20 ms to import
+        # a random run id unless a stable one is given; the uuid module costs 20 ms to import
+        id=os.urandom(16).hex() if index is None else index.run_id,
         project=core.project or Path.cwd().name or "default",
-        name=run_name if rank in (None, 0) else f"{run_name}-rank{rank}",
+        name=run_name,
         start_time=time.time(),
         tracelet_version=__version__,
-        backends=tuple(by_kind[PluginKind.BACKEND]),
+        backends=targets if offline else tuple(by_kind[PluginKind.BACKEND]),
         plugins=tuple(instances),
+        resume={} if index is None else {name: ref.id for name, ref in index.refs().items()},
     )
+    resumed = index is not None
+    try:  # a resumed run takes over the spools its previous process left
+        if index is not None:
+            index.save(run_info)
+        names = [OFFLINE_DIR] if offline else by_kind[PluginKind.BACKEND]
+        spools = {name: _spool(core, spool_root / run_info.id / name, run_info, name, resumed=resumed) for name in names}
+    except BaseException:
+        if index is not None:
+            index.release()
+        raise
     policy = DeliveryPolicy(
         retry_attempts=core.retry_attempts,
         retry_base=core.retry_base,
@@ -126,8 +157,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         breaker_cooldown=core.breaker_cooldown,
         spool_after=core.spool_after,
     )
-    spool_root = Path(core.spool_dir).absolute()
-    left = pending_spools(spool_root)
+    left = [path for path in pending_spools(spool_root) if path.parent.name != run_info.id]  # ours is delivered first
     if left:
         _log.warning(
             "undelivered records from earlier runs are waiting in the spool; run `tracelet replay` to deliver them",
@@ -143,11 +173,14 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
             max_batch_size=instances[name][0].max_batch_size,
             queue_size=core.queue_size,
             linger=core.batch_linger,
-            spool=BackendSpool(spool_root / run_info.id / name, run_info, name, fsync_interval=core.spool_fsync_interval),
+            spool=spools[name],
             policy=policy,
+            on_started=None if index is None else index.record,
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
+    if offline:
+        workers = [OfflineWorker(run_info, spools[OFFLINE_DIR])]
     dispatcher = Dispatcher(
         workers,
         intake_size=core.queue_size,
@@ -171,11 +204,17 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         dispatcher.submit(Tag("tracelet.node", socket.gethostname()))
     if not workers:
         _log.warning("no backend plugin is active; logged values go nowhere", installed=sorted(loaded))
+    elif offline:
+        _log.info(
+            "offline run: records go to the spool; deliver them with `tracelet sync`", spool=str(spools[OFFLINE_DIR].directory)
+        )
     dispatcher.start()
     for collector in collectors:
         collector.start()
     patcher = FrameworkPatcher([(name, instances[name][2]) for name in by_kind[PluginKind.FRAMEWORK]], run, strict=core.strict)
     run._attach_unpatch(patcher.stop)
+    if index is not None:
+        run._attach_after_stop(index.release)  # the run ended: a restarted job may claim its id
     try:
         patcher.start()
     except Exception:
@@ -183,6 +222,51 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         raise
     _log.debug("run started", run=run_info.id, name=run_info.name, project=run_info.project, plugins=list(run_info.plugins))
     return run
+
+
+def _claim_run_id(core: CoreSettings, spool_root: Path, rank: int | None) -> RunIndex | None:
+    """The run index entry of ``run_id`` (claimed for this process), checked against ``resume``; ``None`` without one."""
+    from tracelet.runindex import RunIndex
+
+    if core.run_id is None:
+        if core.resume == "must":
+            raise ConfigError("resume='must' needs a run_id to resume (start(run_id=...) or TRACELET_RUN_ID)")
+        return None
+    run_id = core.run_id if rank in (None, 0) else f"{core.run_id}-rank{rank}"  # log_all_ranks: a run per rank
+    index = RunIndex.claim(spool_root, run_id)
+    policy = core.resume or "allow"
+    if policy == "must" and not index.known:
+        index.release()
+        raise ConfigError(
+            f"resume='must': run_id {run_id!r} is not in the run index (no {index.path}); "
+            "start it with resume='allow', or set spool_dir to where its first run kept its spool"
+        )
+    if policy == "never" and index.known:
+        index.release()
+        raise ConfigError(
+            f"resume='never': run_id {run_id!r} already exists in the run index ({index.path}); "
+            "choose a new run_id, or use resume='allow' to continue that run"
+        )
+    return index
+
+
+def _spool(core: CoreSettings, directory: Path, run: RunInfo, backend: str, *, resumed: bool) -> BackendSpool:
+    """A backend's spool; a resumed run takes over what its previous process left there."""
+    from tracelet.spool import OFFLINE_DIR, BackendSpool
+
+    if not resumed:
+        return BackendSpool(directory, run, backend, fsync_interval=core.spool_fsync_interval)
+    try:
+        count = directory.name != OFFLINE_DIR  # an offline spool is never read back here: not counted
+        return BackendSpool.reopen(directory, run, backend, fsync_interval=core.spool_fsync_interval, count=count)
+    except BlockingIOError:
+        raise ConfigError(
+            f"run_id {run.id!r}: its spool {directory} is in use by another process (a `tracelet replay` or `tracelet sync`?)"
+        ) from None
+    except ValueError as error:
+        raise ConfigError(
+            f"run_id {run.id!r}: the spool its previous process left cannot be read: {directory}: {error}"
+        ) from error
 
 
 def _inert_run(core: CoreSettings, rank: int, on_stop: Callable[[Run], None]) -> Run:

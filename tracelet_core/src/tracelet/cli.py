@@ -1,4 +1,4 @@
-"""The ``tracelet`` command: ``tracelet plugins``, ``tracelet config``, ``tracelet replay`` and ``tracelet new-plugin``."""
+"""The ``tracelet`` command: ``plugins``, ``config``, ``replay``, ``sync`` and ``new-plugin``."""
 
 from __future__ import annotations
 
@@ -77,6 +77,23 @@ def _replay(path: str | None) -> int:
     if not results:
         print(f"nothing to replay in {Path(path).absolute()}", file=sys.stderr)
     # 1 when anything was not delivered: left in the spool, refused (kept in rejected/), or lost to a damaged segment
+    return 0 if all(result.ok for result in results) else 1
+
+
+def _sync(path: str | None, backends: list[str] | None) -> int:
+    from tracelet.replay import sync  # the command's own code, not needed by the others
+
+    try:
+        root = Path(path if path is not None else configure({}).resolved.core.spool_dir)
+        results = sync(root, backends=backends)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for result in results:
+        for line in result.report():
+            print(line, file=sys.stderr)
+    if not results:
+        print(f"nothing to sync in {root.absolute()}", file=sys.stderr)
     return 0 if all(result.ok for result in results) else 1
 
 
@@ -164,6 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("config", help="show the resolved configuration and where each value comes from")
     replay = commands.add_parser("replay", help="deliver what earlier runs left in the spool, to the same backend runs")
     replay.add_argument("path", nargs="?", help="the spool directory (default: the spool_dir setting, .tracelet/spool)")
+    sync = commands.add_parser(
+        "sync", help="deliver offline runs (and what online runs left) to their backends, each record once"
+    )
+    sync.add_argument("path", nargs="?", help="the spool directory or one run's directory in it (default: spool_dir)")
+    sync.add_argument(
+        "--backend",
+        action="append",
+        dest="backends",
+        metavar="NAME",
+        help="deliver to this backend (repeatable; default: the backends each run was configured with)",
+    )
     _add_new_plugin_command(commands)
     arguments = parser.parse_args(argv)
     if arguments.command == "new-plugin":
@@ -172,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plugins()
     if arguments.command == "replay":
         return _replay(arguments.path)
+    if arguments.command == "sync":
+        return _sync(arguments.path, arguments.backends)
     return _config()
 
 

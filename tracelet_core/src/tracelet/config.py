@@ -93,6 +93,17 @@ class CoreSettings:
     counted); 0: never wait. Only a loop logging faster than records can be routed waits."""
     redact_patterns: tuple[str, ...] = DEFAULT_PATTERNS
     """Secret words: a param, tag or text whose name contains one as a word is masked (empty: key masking off)."""
+    mode: str = attrs.field(default="online", validator=attrs.validators.in_(("online", "offline")))
+    """``online``: deliver to the backends; ``offline``: start no backend, write every record to the run's offline
+    spool for ``tracelet sync`` (see docs/offline-and-resume.md)."""
+    run_id: str | None = None
+    """A stable run id (letters, digits, ``.``, ``_``, ``-``; at most 128) that a restarted job passes again to continue
+    the same backend runs; default: a random id, never resumed."""
+    resume: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(("allow", "must", "never")))
+    )
+    """With ``run_id``: ``allow`` (default) continues a known run or starts it, ``must`` requires a known run,
+    ``never`` requires a new one."""
 
 
 @attrs.frozen

@@ -25,13 +25,18 @@ up the rest:
   a row failing alone (or every record sent) mean the backend is down: replay
   stops there and leaves the spool as it is;
 - a torn or corrupt region of a segment is skipped and reported.
+
+``tracelet sync`` (:func:`sync`) is replay generalised to offline runs: it
+first hands each offline run's spool to the backends it is synced to (see
+:mod:`tracelet.offline`), then replays those backend spools like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,13 +44,24 @@ import attrs
 
 from tracelet.assembly import configure
 from tracelet.delivery import DeliveryPolicy
-from tracelet.errors import PermanentError
+from tracelet.errors import ConfigError, PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
+from tracelet.offline import OFFLINE_WORKER, SYNC_SUFFIX, backend_of, materialise, read_offline, record_synced
 from tracelet.plugins import hooks_of
 from tracelet.records import Artifact, Metric, Param, Record, RunStatus, Tag, route_of
-from tracelet.spool import BackendSpool, Damage, SpoolPosition, converter, find_spools, read_meta
+from tracelet.runindex import record_ref
+from tracelet.spool import (
+    OFFLINE_DIR,
+    BackendSpool,
+    Damage,
+    SpoolPosition,
+    converter,
+    find_offline_spools,
+    find_spools,
+    read_meta,
+)
 
-__all__ = ["DOWN_AFTER", "ReplayResult", "pending_spools", "replay"]
+__all__ = ["DOWN_AFTER", "ReplayResult", "pending_spools", "replay", "sync"]
 
 DOWN_AFTER = 8
 """Records in a row that fail alone, with nothing taken in between, that mean the backend is down, not the records."""
@@ -76,6 +92,10 @@ class ReplayResult:
     """The directory is not a spool this version reads: skipped, untouched."""
     plugin: object = None
     """The backend object that received the records (tests read it back)."""
+    ref: BackendRunRef | None = None
+    """The backend's own run the records went to, once it started."""
+    note: str | None = None
+    """For a result with nothing to send: why (``already synced``)."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +107,8 @@ class ReplayResult:
         if self.unreadable:
             return [f"{self.directory}: skipped: {self.error}"]
         prefix = f"{self.backend} run {self.run_id}: "
+        if self.note is not None:
+            return [prefix + self.note]
         outcome = []
         if self.refused:
             names = ", ".join(f"{record} ({reason})" for record, reason in self.refused_records[:_NAMED])
@@ -116,19 +138,109 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
 
     Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
     spool that cannot be replayed is reported in its result, never raised.
+    Offline runs' spools are left alone: :func:`sync` delivers them.
     """
+    return _deliver(root, None, None, progress, offline=False)
+
+
+def sync(path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
+    """Deliver offline runs, and what online runs left, to their backends; each record once, however often it runs.
+
+    ``path`` is the spool directory, or one run's directory in it
+    (``<spool_dir>/<run id>``). ``backends`` are the backends to deliver
+    to (default: for an offline run, those it was configured with; for a
+    backend spool, its own). A backend an offline run was synced to before
+    gets only what it has not had, in the same backend run. Raises
+    :class:`~tracelet.errors.ConfigError` for a bad configuration; trouble
+    with one run or backend is reported in its result, never raised.
+    """
+    if any(path.glob("*/meta.json")):  # a run's directory: its spools are right below
+        root, runs = path.parent, frozenset({path.name})
+    else:
+        root, runs = path, None
+    return _deliver(root, runs, None if backends is None else frozenset(backends), progress, offline=True)
+
+
+def _deliver(
+    root: Path,
+    runs: frozenset[str] | None,
+    backends: frozenset[str] | None,
+    progress: TextIO | None,
+    *,
+    offline: bool,
+) -> list[ReplayResult]:
     configured = configure({})
     loaded, resolved = configured.loaded, configured.resolved
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
-    results = []
-    for directory in find_spools(root):
-        result = ReplayResult(directory, directory.name, directory.parent.name)
+
+    def replay_directory(directory: Path) -> ReplayResult:
+        run_id = directory.parent.name
+        result = ReplayResult(directory, backend_of(directory), run_id)
         try:
             _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
+            if result.ref is not None:
+                offline_dir = directory.parent / OFFLINE_DIR
+                if offline_dir.is_dir():
+                    record_synced(offline_dir, result.backend, result.ref)
+                with contextlib.suppress(ConfigError, OSError):  # the records went; the index is a convenience
+                    record_ref(root, run_id, result.backend, result.ref)
         except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
             result.left, result.error = True, f"{type(error).__name__}: {error}"
-        results.append(result)
+        return result
+
+    results: list[ReplayResult] = []
+    for directory in find_spools(root):
+        if (runs is not None and directory.parent.name not in runs) or (
+            backends is not None and backend_of(directory) not in backends
+        ):
+            continue
+        if offline and directory.name.endswith(SYNC_SUFFIX):
+            continue  # an interrupted sync's copy: delivered with its offline run, below
+        results.append(replay_directory(directory))
+    if offline:
+        for directory in find_offline_spools(root):
+            if runs is None or directory.parent.name in runs:
+                results += _sync_offline(directory, backends, replay_directory)
+    return results
+
+
+def _sync_offline(
+    directory: Path, backends: frozenset[str] | None, replay_directory: Callable[[Path], ReplayResult]
+) -> list[ReplayResult]:
+    """Deliver one offline run's spool to each backend it goes to: what each has not had, in its backend run."""
+    run_id = directory.parent.name
+    lock = BackendSpool(directory, _placeholder_run(), OFFLINE_WORKER, fsync_interval=0.0, create_lock=False)
+    if not lock.acquire():
+        return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error="in use by a running process")]
+    results: list[ReplayResult] = []
+    try:
+        try:
+            run, _ = read_offline(directory)
+        except ValueError as error:
+            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, unreadable=True, error=str(error))]
+        targets = sorted(backends) if backends is not None else list(run.backends)
+        if not targets:
+            reason = "the offline run names no backend: pass --backend NAME"
+            return [ReplayResult(directory, OFFLINE_WORKER, run_id, left=True, error=reason)]
+        for backend in targets:
+            delivered: list[ReplayResult] = []
+            while True:  # an interrupted sync's copy first, then what it did not have yet
+                try:
+                    copy = materialise(directory, backend)
+                except Exception as error:  # noqa: BLE001 - this backend's copy failed; the others go on
+                    delivered.append(
+                        ReplayResult(directory, backend, run_id, left=True, error=f"{type(error).__name__}: {error}")
+                    )
+                    break
+                if copy is None:
+                    break
+                delivered.append(replay_directory(copy))
+                if delivered[-1].left:
+                    break
+            results += delivered or [ReplayResult(directory, backend, run_id, note="already synced, nothing to send")]
+    finally:
+        lock.release()
     return results
 
 
@@ -176,7 +288,8 @@ def _replay_one(
             run = attrs.evolve(run, resume={backend: previous["id"]})
         run = attrs.evolve(run, backend=backend)
         ref = _retrying(policy, lambda: hooks.tracelet_backend_start(run=run))
-        spool.set_ref(ref if isinstance(ref, BackendRunRef) else None)
+        result.ref = ref if isinstance(ref, BackendRunRef) else None
+        spool.set_ref(result.ref)
         sender = _Sender(hooks, policy)
         shown = _Progress(progress, backend, run.name, spool.undelivered_bytes() + rejected.undelivered_bytes())
         before_replay = rejected.position()  # what this replay refuses is not sent again in this replay

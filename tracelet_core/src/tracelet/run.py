@@ -96,6 +96,7 @@ class Run:
         self._collectors = collectors
         self._plugins = dict(plugins)
         self._unpatch: Callable[[], object] | None = None  # the framework patcher's stop (set by run assembly)
+        self._after_stop: list[Callable[[], object]] = []  # called once delivery ended (the run index's release)
         self.settings = settings
         """The core settings this run was started with (read-only)."""
         self._strict = settings.strict
@@ -354,6 +355,8 @@ class Run:
         for collector in self._collectors:
             collector.stop(deadline)
         ended = self._dispatcher.stop(status, deadline)
+        for callback in self._after_stop:
+            callback()
         backend_stats = self.stats().backends.values()
         self._stop_result = ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
         if not ended:
@@ -391,6 +394,10 @@ class Run:
     def _attach_unpatch(self, unpatch: Callable[[], object]) -> None:
         """What ``stop()`` calls first: undo the framework patches (a callable, so this module needs no patching)."""
         self._unpatch = unpatch
+
+    def _attach_after_stop(self, callback: Callable[[], object]) -> None:
+        """What ``stop()`` calls once the backends ended (or were abandoned): run assembly releases the run id."""
+        self._after_stop.append(callback)
 
     def _step_for(self, step: Any, name: str) -> int | None:
         if step is None:

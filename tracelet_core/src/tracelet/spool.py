@@ -8,6 +8,11 @@ Layout, per run and backend (``<spool_dir>/<run id>/<backend>/``)::
     00000001000000000000.seg ...   append-only segment files, read in ascending id order
     rejected/             the same layout, for records the backend refused
 
+An offline run (``mode="offline"``) writes one backend-neutral spool,
+``<spool_dir>/<run id>/@offline/``, of the same format; ``tracelet sync``
+delivers it (see :mod:`tracelet.offline`). :func:`find_spools` leaves it out:
+it is no backend's.
+
 A segment file is ``MAGIC`` followed by frames ``<u32 length><u32 crc32(payload)><payload>``
 (little endian). A torn write at a crash leaves a short or corrupt last frame: the
 reader stops there, so at most that record is lost and it is never misread. The
@@ -67,12 +72,14 @@ _HAS_FLOCK: bool = fcntl is not None
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "OFFLINE_DIR",
     "BackendSpool",
     "Damage",
     "SpoolPosition",
     "decode_record",
     "encode_record",
     "encode_records",
+    "find_offline_spools",
     "find_spools",
     "read_meta",
 ]
@@ -83,6 +90,8 @@ _write = os.write
 """How the spool writes bytes to a file: one place, so that a test can fake a full disk where none can be made."""
 
 FORMAT_VERSION = 1
+OFFLINE_DIR = "@offline"
+"""The directory of an offline run's backend-neutral spool, next to the backends' (not a plugin name)."""
 MAGIC = b"TLSPOOL" + bytes([FORMAT_VERSION])
 _FRAME = struct.Struct("<II")
 _METRIC = struct.Struct("<dqd")
@@ -230,18 +239,28 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def _age(path: Path) -> tuple[float, str]:
+    try:
+        return (path.stat().st_mtime, str(path))
+    except OSError:  # deleted meanwhile (a replay in another process finished it)
+        return (0.0, str(path))
+
+
 def find_spools(root: Path) -> list[Path]:
-    """Every backend spool directory under ``root`` (``<root>/<run>/<backend>``), oldest run first."""
+    """Every backend spool directory under ``root`` (``<root>/<run>/<backend>``), oldest run first.
+
+    Offline runs' spools (``<root>/<run>/@offline``) are not a backend's: see :func:`find_offline_spools`.
+    """
     if not root.is_dir():
         return []
+    return sorted((meta.parent for meta in root.glob("*/*/meta.json") if meta.parent.name != OFFLINE_DIR), key=_age)
 
-    def age(path: Path) -> tuple[float, str]:
-        try:
-            return (path.stat().st_mtime, str(path))
-        except OSError:  # deleted meanwhile (a replay in another process finished it)
-            return (0.0, str(path))
 
-    return sorted((meta.parent for meta in root.glob("*/*/meta.json")), key=age)
+def find_offline_spools(root: Path) -> list[Path]:
+    """Every offline run's spool directory under ``root`` (``<root>/<run>/@offline``), oldest run first."""
+    if not root.is_dir():
+        return []
+    return sorted((meta.parent for meta in root.glob(f"*/{OFFLINE_DIR}/meta.json")), key=_age)
 
 
 def _write_json(path: Path, document: object) -> None:
@@ -420,6 +439,45 @@ class BackendSpool:
             if meta.get("backend_run"):
                 spool._ref = _CONVERTER.structure(meta["backend_run"], BackendRunRef)
         return spool
+
+    @classmethod
+    def reopen(cls, directory: Path, run: RunInfo, backend: str, *, fsync_interval: float, count: bool = True) -> BackendSpool:
+        """The spool an earlier process of the same run left (a resumed run), taken over for writing.
+
+        What it holds stays ahead of everything written now: a worker reads it
+        first. New records go to new segments (ids above every one used), so
+        nothing written before is ever appended to. Raises ``ValueError`` for a
+        directory this version cannot read and ``BlockingIOError`` when another
+        process (a running ``tracelet replay``) holds it. ``count``: read the
+        segments to count what they hold in :attr:`pending` (an offline
+        spool, never read back in-process, is not counted).
+        """
+        spool = cls.open_existing(directory, run, backend)
+        spool._fsync_interval = fsync_interval
+        spool._create_lock = True
+        spool.rejected = cls.open_existing(directory / "rejected", run, backend)
+        spool.rejected._fsync_interval = fsync_interval
+        if spool._opened:
+            if not spool.acquire():
+                raise BlockingIOError(f"{directory} is in use by another process")
+            spool._write_meta()
+            spool.pending = spool._count_unacknowledged() if count else 0
+        return spool
+
+    def _count_unacknowledged(self) -> int:
+        count = 0
+        for segment in self._segments:
+            with segment.path.open("rb") as file:
+                count += sum(1 for _ in iter_frames(file, segment.acked, segment.size))
+        return count
+
+    def segment_paths(self) -> list[Path]:
+        """The segment files, in order (an offline spool's, for ``tracelet sync``)."""
+        return [segment.path for segment in self._segments]
+
+    def sync(self) -> None:
+        """fsync what was written, now (an offline run's ``flush()``)."""
+        self._sync_writer()
 
     @property
     def exists(self) -> bool:

@@ -210,7 +210,9 @@ class BackendWorker:
         linger: float,
         spool: BackendSpool,
         policy: DeliveryPolicy | None = None,
+        on_started: Callable[[str, BackendRunRef | None], object] | None = None,
     ) -> None:
+        """``on_started(name, ref)`` is called on the worker's thread once the backend started (the run index)."""
         self.name = name
         self._hooks = hooks
         self._run_info = attrs.evolve(run_info, backend=name)
@@ -230,7 +232,9 @@ class BackendWorker:
         self._thread_error: str | None = None
         self._state: WorkerState = "starting"
         self._ref: BackendRunRef | None = None
-        self._spooling = False
+        self._on_started = on_started
+        # A resumed run's spool may hold what the previous process could not deliver: it goes first, in order.
+        self._spooling = not spool.drained()
         self._end: End | None = None
         self._abandoned = False
         self._in_hand: list[Any] = []
@@ -500,6 +504,8 @@ class BackendWorker:
         with self._lock:
             if not self._abandoned:
                 self._guard(self._spool.set_ref, self._ref)
+        if self._on_started is not None:
+            self._on_started(self.name, self._ref)
         return True
 
     def _work_queued(self) -> bool:
