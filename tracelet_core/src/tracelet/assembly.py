@@ -176,6 +176,8 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         collector.start()
     patcher = FrameworkPatcher([(name, instances[name][2]) for name in by_kind[PluginKind.FRAMEWORK]], run, strict=core.strict)
     run._attach_unpatch(patcher.stop)
+    if by_kind[PluginKind.FRAMEWORK]:
+        run._attach_param_values(patcher.param_values)
     try:
         patcher.start()
     except Exception:
