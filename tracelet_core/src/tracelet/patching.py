@@ -206,7 +206,9 @@ class FrameworkPatcher:
     def param_values(self, value: object) -> object:
         """``value`` converted by the first plugin whose ``tracelet_param_values`` returns a mapping, else ``value``."""
         for name, hooks in self._plugins:
-            converted = self._call(name, hooks, "tracelet_param_values", value=value)
+            converted = None
+            with capture_errors(name, strict=self._strict):  # logged once per distinct error, like capture code
+                converted = hooks.tracelet_param_values(value=value)
             if isinstance(converted, Mapping):
                 return converted
         return value
