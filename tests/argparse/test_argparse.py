@@ -255,3 +255,16 @@ dump(run)
     assert result.stderr.count("capture failed") == 1, result.stderr
     assert "RuntimeError: no repr" in result.stderr
     assert recorded(result.stdout) == {"params": {}, "tags": {}}
+
+
+def test_distinct_parses_are_bounded_by_max_parses(tracelet_start: Start) -> None:
+    run = tracelet_start(backends=["recording"], config={"argparse": {"max_parses": 3}})
+    parser = _parser()
+    for epochs in range(5):
+        parser.parse_args(["--epochs", str(epochs)])
+    backend = _stopped(run)
+    assert {name: value for name, value in backend.params.items() if name.endswith(".epochs")} == {
+        "args.epochs": 0,
+        "args.2.epochs": 1,
+        "args.3.epochs": 2,
+    }

@@ -14,7 +14,8 @@ and the command line as the tag ``args.command_line``; each later parse whose
 values differ from every one captured before is logged as
 ``args.<n>.<dest>`` (and ``args.<n>.command_line``), ``n`` = 2, 3, ... in
 capture order, so no value of one parse hides another's. A parse that gives
-values already captured logs nothing again.
+values already captured logs nothing again; after ``max_parses`` distinct
+parses (100) later ones are not captured (a warning says so once).
 
 argparse is imported before any run starts, so core calls
 :meth:`ArgparsePatcher.tracelet_patch` from ``start()``: the namespaces parsed
@@ -32,11 +33,12 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import Any
 
-from tracelet.plugin import PatchSet, Run, capture_errors, hookimpl
+from tracelet.plugin import PatchSet, Run, capture_errors, get_logger, hookimpl
 from tracelet_argparse.settings import PLUGIN_NAME, ArgparseSettings
 
 __all__ = ["PARSE_METHODS", "ArgparsePatcher"]
 
+_log = get_logger()
 PARSE_METHODS = ("parse_args", "parse_known_args", "parse_intermixed_args", "parse_known_intermixed_args")
 
 
@@ -55,7 +57,8 @@ class ArgparsePatcher:
         self._patches = PatchSet()
         self._depth = _Depth()
         self._lock = threading.Lock()
-        self._seen: list[tuple[tuple[str, str], ...]] = []  # each captured namespace, as comparable text
+        self._warned = False
+        self._seen: set[tuple[tuple[str, str], ...]] = set()  # each captured namespace, as comparable text
 
     @hookimpl
     def tracelet_patch_targets(self) -> list[str]:
@@ -96,7 +99,8 @@ class ArgparsePatcher:
 
     def _captured_call(self, run: Run, parser: Any, argv: Any, result: Any) -> None:
         skip = self.settings.skip_modules
-        if _in_packages(type(parser).__module__, skip) or _in_packages(_caller_module(sys._getframe(2)), skip):
+        owned = any(_in_packages(cls.__module__, skip) for cls in type(parser).__mro__)  # jsonargparse's subclasses
+        if owned or _in_packages(_caller_module(sys._getframe(2)), skip):
             return
         namespace = result[0] if type(result) is tuple else result
         if argv is None:  # argparse read sys.argv[1:]
@@ -111,7 +115,16 @@ class ArgparsePatcher:
         with self._lock:
             if key in self._seen:
                 return
-            self._seen.append(key)
+            if len(self._seen) >= self.settings.max_parses:
+                if not self._warned:
+                    self._warned = True
+                    _log.warning(
+                        "argparse: more distinct parses than max_parses; later ones are not captured",
+                        plugin=PLUGIN_NAME,
+                        max_parses=self.settings.max_parses,
+                    )
+                return
+            self._seen.add(key)
             number = len(self._seen)
         prefix = self.settings.prefix if number == 1 else f"{self.settings.prefix}.{number}"
         run.log_params({f"{prefix}.{name}": value for name, value in values.items()})

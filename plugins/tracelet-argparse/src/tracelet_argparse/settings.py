@@ -26,5 +26,7 @@ class ArgparseSettings:
     existing: bool = True
     """At start, capture the ``argparse.Namespace`` objects parsed before ``tracelet.start()``: those held
     by the variables of the functions calling ``start()`` and by ``__main__``'s globals."""
+    max_parses: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    """Capture at most this many distinct parses per run (a script parsing in a loop stays bounded)."""
     skip_modules: tuple[str, ...] = DEFAULT_SKIP_MODULES
     """Packages whose parsers (by the parser's class or by the module calling ``parse_*``) are not captured."""
