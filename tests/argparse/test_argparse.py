@@ -7,12 +7,11 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+from argparse_scripts import RECORDED, recorded
 
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
 from tracelet_argparse.patch import PARSE_METHODS
-
-from argparse_scripts import RECORDED, recorded
 
 Start = Callable[..., Run]
 RunScript = Callable[..., subprocess.CompletedProcess[str]]
@@ -69,7 +68,7 @@ def test_subcommands_are_captured_once_with_their_arguments(tracelet_start: Star
 
 def test_parse_known_args_captures_the_known_ones_and_the_whole_command_line(tracelet_start: Start) -> None:
     run = tracelet_start(backends=["recording"])
-    namespace, extras = _parser().parse_known_args(["--epochs", "3", "--unknown", "x"])
+    _, extras = _parser().parse_known_args(["--epochs", "3", "--unknown", "x"])
     assert extras == ["--unknown", "x"]
     backend = _stopped(run)
     assert backend.params == {"args.lr": 0.1, "args.epochs": 3, "args.name": None, "args.amp": False, "args.layers": "[64, 64]"}
@@ -184,7 +183,9 @@ commands.add_parser("fit").add_argument("--fast", action="store_true")
 )
 def test_failing_parses_and_help_exit_exactly_as_without_tracelet(run_script: RunScript, argv: list[str]) -> None:
     with_tracelet = run_script(
-        PARSER + RECORDED + 'run = tracelet.start(backends=["recording"])\ntry:\n    parser.parse_args()\nfinally:\n    dump(run)\n',
+        PARSER
+        + RECORDED
+        + 'run = tracelet.start(backends=["recording"])\ntry:\n    parser.parse_args()\nfinally:\n    dump(run)\n',
         *argv,
     )
     without = run_script(PARSER + "parser.parse_args()\n", *argv)
@@ -210,7 +211,7 @@ main()
     )
     result = run_script(source, "--epochs", "4", "fit", "--fast")
     assert result.returncode == 0, result.stderr
-    train = str((result.args[1]))
+    train = str(result.args[1])
     assert recorded(result.stdout) == {
         "params": {"args.lr": 0.1, "args.epochs": 4, "args.command": "fit", "args.fast": True},
         "tags": {"args.command_line": f"{train} --epochs 4 fit --fast"},
@@ -229,8 +230,12 @@ def test_turned_off_by_a_setting(run_script: RunScript) -> None:
     result = run_script(source, "--epochs", "2", TRACELET_ARGPARSE_ENABLED="false")
     assert result.returncode == 0, result.stderr
     assert recorded(result.stdout) == {"params": {}, "tags": {}}
-    assert "argparse" not in run_script(source.replace("dump(run)", "print(run.info.plugins)"), "--epochs", "2",
-                                        TRACELET_ARGPARSE_ENABLED="false").stdout
+    assert (
+        "argparse"
+        not in run_script(
+            source.replace("dump(run)", "print(run.info.plugins)"), "--epochs", "2", TRACELET_ARGPARSE_ENABLED="false"
+        ).stdout
+    )
 
 
 def test_a_capture_error_is_logged_once_and_swallowed_outside_strict_mode(run_script: RunScript) -> None:

@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
+
+from tracelet.run import Run
 
 SCRIPT = Path(__file__).parent / "cli_script.py"
 
@@ -93,5 +96,21 @@ def test_lightning_cli_config_is_captured_equal_to_lightnings_saved_config(tmp_p
     assert stored.data.tags["tracelet.run_id"] == result["run"]
     assert {name: stored.data.params.get(name) for name in expected} == {name: str(value) for name, value in expected.items()}
     assert [a.path for a in client.list_artifacts(stored.info.run_id, "lightning")] == ["lightning/config.yaml"]
-    local = mlflow.artifacts.download_artifacts(run_id=stored.info.run_id, artifact_path="lightning/config.yaml", tracking_uri=uri)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=stored.info.run_id, artifact_path="lightning/config.yaml", tracking_uri=uri
+    )
     assert Path(local).read_text() == saved_text.replace("sk-secret-123", "***")
+
+
+def test_cli_patches_are_restored_identity_equal(tracelet_start: Callable[..., Run]) -> None:
+    from lightning.pytorch import cli
+
+    originals = (vars(cli.LightningCLI)["instantiate_classes"], vars(cli.SaveConfigCallback)["setup"])
+    run = tracelet_start(backends=["recording"])
+    assert vars(cli.LightningCLI)["instantiate_classes"] is not originals[0]
+    assert vars(cli.SaveConfigCallback)["setup"] is not originals[1]
+    assert run.stop(timeout=30)
+    assert (vars(cli.LightningCLI)["instantiate_classes"], vars(cli.SaveConfigCallback)["setup"]) == originals
+    run = tracelet_start(backends=["recording"], config={"lightning": {"capture_cli": False}})
+    assert vars(cli.LightningCLI)["instantiate_classes"] is originals[0]
+    assert run.stop(timeout=30)

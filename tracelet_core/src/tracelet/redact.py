@@ -99,7 +99,7 @@ class Redactor:
             # key: value, the key quoted or not: {"password": "x"}, {'token': 1}, Authorization: Bearer x
             pair = re.compile(rf"""(?i)((?:\b|_)(?:{alternatives})(["']?)\s*:\s*)({_VALUE})""")
             # --option value, the option's last word(s) a secret word: --api-key sk-1, --db.password x
-            option = re.compile(rf"""(?i)((?:^|\s)--?(?:[A-Za-z0-9]+[-_.])*(?:{alternatives})\s+)(?!-)({_VALUE})""")
+            option = re.compile(rf"""(?i)((?:^|\s)--?(?:[A-Za-z0-9]+[-_.])*(?:{alternatives})\s+)(?![-=])({_VALUE})""")
             object.__setattr__(self, "_assignment", assignment)
             object.__setattr__(self, "_pair", pair)
             object.__setattr__(self, "_option", option)
@@ -114,7 +114,7 @@ class Redactor:
         return any(key in words for key in self._keys)
 
     def text(self, value: str) -> str:
-        """``value`` without URL credentials, with ``KEY=secret``, ``key: secret`` and ``--key secret`` values and bearer tokens masked."""
+        """``value`` without URL credentials; ``KEY=secret``, ``key: secret``, ``--key secret`` and bearer tokens masked."""
         if "://" in value:
             value = _URL_CREDENTIALS.sub(r"\1", value)
         if self._assignment is not None and "=" in value:

@@ -29,7 +29,7 @@ import functools
 import shlex
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -103,13 +103,11 @@ class ArgparsePatcher:
         if owned or _in_packages(_caller_module(sys._getframe(2)), skip):
             return
         namespace = result[0] if type(result) is tuple else result
-        if argv is None:  # argparse read sys.argv[1:]
-            command = shlex.join(sys.argv)
-        else:
-            command = shlex.join([str(parser.prog), *map(str, argv)])
+        # argparse read sys.argv[1:] when no args were given
+        command = shlex.join(sys.argv) if argv is None else shlex.join([str(parser.prog), *map(str, argv)])
         self._capture(run, vars(namespace), command)
 
-    def _capture(self, run: Run, values: dict[str, Any], command: str) -> None:
+    def _capture(self, run: Run, values: Mapping[str, Any], command: str) -> None:
         values = dict(values)  # the namespace may change later: log what the parse returned
         key = tuple(sorted((str(name), repr(value)) for name, value in values.items()))
         with self._lock:

@@ -117,7 +117,7 @@ class HydraPatcher:
                 "call tracelet.start() inside the task function for a run per job",
                 plugin=PLUGIN_NAME,
             )
-        params = {str(key): _item(config, key) for key in config.keys() if key != "hydra"}
+        params = {str(key): _item(config, key) for key in config if key != "hydra"}
         run.log_params(params)
         job_num = None if OmegaConf.is_missing(hydra.job, "num") else hydra.job.num
         tags = {
@@ -162,7 +162,7 @@ def config_values(config: Any) -> Any:
         if config._is_none():
             return None
         if isinstance(config, DictConfig):
-            return {str(key): _item(config, key) for key in config.keys()}
+            return {str(key): _item(config, key) for key in config}
         return [_item(config, index) for index in range(len(config))]
     return config
 
