@@ -21,7 +21,7 @@ Two rules:
   (``--api-key=sk-1``, ``TOKEN=abc`` in a command line) become ``KEY=***``;
   a command-line option whose name matches, followed by its value
   (``--api-key sk-1``, ``--db-password 'a b'``), becomes ``--api-key ***``
-  (a value starting with ``-`` is taken for the next option and kept);
+  (a value starting with ``-`` or ``=`` is the next option or an assignment, kept);
   ``key: value`` pairs whose key matches (``"password": "x"`` in the JSON of
   a list or dict param, ``Authorization: Bearer x`` in a header) have their
   value masked; a ``Bearer``/``Basic`` credential becomes ``Bearer ***``.

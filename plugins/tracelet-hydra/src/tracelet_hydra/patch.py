@@ -7,7 +7,8 @@ A job is captured at one of two moments, whichever comes first for it:
   finds Hydra's config of the running job (``HydraConfig``) and captures it
   there. With ``start()``/``stop()`` (or ``with tracelet.start():``) inside
   the task function, every job of a ``--multirun`` is a Tracelet run of its
-  own, whatever launcher runs the jobs (each job calls ``start()`` itself);
+  own, and nothing needs patching before the job (a launcher may run it in
+  another process);
 - a job starting while a run is active (``start()`` before ``@hydra.main``
   runs): ``Callbacks.on_job_start``, through which Hydra notifies the
   ``hydra.callbacks`` of every job after writing its ``.hydra/`` files and
