@@ -184,6 +184,21 @@ def test_values_lose_url_credentials_and_secret_assignments() -> None:
     assert redactor.text("TOKEN=abc max_tokens=5 --password = p&x=1") == f"TOKEN={MASK} max_tokens=5 --password = {MASK}&x=1"
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"train.py --api-key {SECRET} --lr 0.1", f"train.py --api-key {MASK} --lr 0.1"),
+        (f"x --db.password '{SECRET} b' --openai-api-key {SECRET}", f"x --db.password {MASK} --openai-api-key {MASK}"),
+        (f"x --apiKey\t{SECRET}", f"x --apiKey\t{MASK}"),
+        # A next word starting with "-" is the next option; options that only contain a word stay.
+        ("x --use-auth --verbose --tokenizer bert --author me --max-tokens 5", None),
+        (f"x -p {SECRET} a--token b", None),
+    ],
+)
+def test_a_secret_command_line_option_loses_its_value(text: str, masked: str | None) -> None:
+    assert Redactor().text(text) == (text if masked is None else masked)
+
+
 def test_redact_patterns_is_a_core_setting(tracelet_start: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACELET_REDACT_PATTERNS", "session_id, pin")
     run = tracelet_start(backends=["recording"])

@@ -36,6 +36,8 @@ PACKAGES = {
     "tracelet-wandb": ("tracelet_wandb", "wandb", "backend"),
     "tracelet-aim": ("tracelet_aim", "aim", "backend"),
     "tracelet-clearml": ("tracelet_clearml", "clearml", "backend"),
+    "tracelet-argparse": ("tracelet_argparse", "argparse", "framework"),
+    "tracelet-hydra": ("tracelet_hydra", "hydra", "framework"),
 }
 CORE_RANGE = "tracelet-core<0.2,>=0.1"
 

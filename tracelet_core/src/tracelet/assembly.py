@@ -215,6 +215,8 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     run._attach_unpatch(patcher.stop)
     if index is not None:
         run._attach_after_stop(index.release)  # the run ended: a restarted job may claim its id
+    if by_kind[PluginKind.FRAMEWORK]:
+        run._attach_param_values(patcher.param_values)
     try:
         patcher.start()
     except Exception:

@@ -28,9 +28,9 @@ the plugin is skipped for that run (strict mode: :class:`~tracelet.errors.Plugin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -258,4 +258,22 @@ def tracelet_unpatch() -> None:
     """Restore every original patched by :func:`tracelet_patch`, identity-equal.
 
     Called once, on the thread calling ``stop()``, before backends are ended.
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_param_values(value: object) -> Mapping[str, Any] | None:
+    """Turn a framework's configuration object passed to ``log_params`` into a mapping, or return ``None``.
+
+    ``Run.log_params(params)`` (and ``tracelet.log_params``) calls this hook
+    when ``params`` is not a plain ``dict``, before flattening it, on the
+    caller's thread (``log_params`` is not a hot path). A framework plugin
+    returns a mapping for an object of its framework (tracelet-hydra: an
+    OmegaConf ``DictConfig`` with its interpolations resolved) so that core
+    needs no import of the framework; nested mappings in the result are
+    flattened as usual. Return ``None`` for anything else: the first plugin
+    that returns a mapping wins, and with none the value is used as given.
+
+    Called only on the run's framework plugins. If it raises, the error is
+    logged once and ``params`` is used as given (strict mode: raised).
     """

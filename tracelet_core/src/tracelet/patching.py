@@ -20,7 +20,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -202,6 +202,16 @@ class FrameworkPatcher:
         for name, hooks in self._plugins:
             if name in patched_plugins:
                 self._call(name, hooks, "tracelet_unpatch")
+
+    def param_values(self, value: object) -> object:
+        """``value`` converted by the first plugin whose ``tracelet_param_values`` returns a mapping, else ``value``."""
+        for name, hooks in self._plugins:
+            converted = None
+            with capture_errors(name, strict=self._strict):  # logged once per distinct error, like capture code
+                converted = hooks.tracelet_param_values(value=value)
+            if isinstance(converted, Mapping):
+                return converted
+        return value
 
     def _patch_later(self, name: str, hooks: pluggy.HookRelay) -> Callable[[ModuleType], None]:
         return lambda module: self._patch(name, hooks, module)

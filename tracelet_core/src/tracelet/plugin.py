@@ -26,7 +26,10 @@ What is here, by role:
 - :func:`encode_png`: an :class:`Image`'s pixels as PNG bytes;
 - framework patching: :class:`PatchSet` (replace attributes, restore them
   identity-equal) and :func:`capture_errors`;
-- :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``.
+- :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``;
+- :class:`Redactor`: core's secret masking, for text a plugin uploads as a
+  file (records are masked by core already):
+  ``Redactor(run.settings.redact_patterns).text(content)``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from tracelet.records import (
     Tag,
     Text,
 )
+from tracelet.redact import Redactor
 from tracelet.run import Run
 from tracelet.tempfiles import artifact_dir
 
@@ -70,6 +74,7 @@ __all__ = [
     "PluginInfo",
     "PluginKind",
     "Record",
+    "Redactor",
     "Run",
     "RunInfo",
     "RunStatus",

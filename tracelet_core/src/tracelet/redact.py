@@ -19,6 +19,9 @@ Two rules:
   (``https://user:token@host/path``, the password may contain ``@``) are
   removed (``https://host/path``); ``KEY=value`` pairs whose key matches
   (``--api-key=sk-1``, ``TOKEN=abc`` in a command line) become ``KEY=***``;
+  a command-line option whose name matches, followed by its value
+  (``--api-key sk-1``, ``--db-password 'a b'``), becomes ``--api-key ***``
+  (a value starting with ``-`` or ``=`` is the next option or an assignment, kept);
   ``key: value`` pairs whose key matches (``"password": "x"`` in the JSON of
   a list or dict param, ``Authorization: Bearer x`` in a header) have their
   value masked; a ``Bearer``/``Basic`` credential becomes ``Bearer ***``.
@@ -84,6 +87,7 @@ class Redactor:
     _keys: tuple[str, ...] = attrs.field(init=False)
     _assignment: re.Pattern[str] | None = attrs.field(init=False)
     _pair: re.Pattern[str] | None = attrs.field(init=False)
+    _option: re.Pattern[str] | None = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         keys = tuple(word for word in (_words(pattern) for pattern in self.patterns) if word != "__")
@@ -94,11 +98,15 @@ class Redactor:
             assignment = re.compile(rf"(?i)((?:\b|_)(?:{alternatives})\s*=\s*)([^\s&;,'\"]+)")
             # key: value, the key quoted or not: {"password": "x"}, {'token': 1}, Authorization: Bearer x
             pair = re.compile(rf"""(?i)((?:\b|_)(?:{alternatives})(["']?)\s*:\s*)({_VALUE})""")
+            # --option value, the option's last word(s) a secret word: --api-key sk-1, --db.password x
+            option = re.compile(rf"""(?i)((?:^|\s)--?(?:[A-Za-z0-9]+[-_.])*(?:{alternatives})\s+)(?![-=])({_VALUE})""")
             object.__setattr__(self, "_assignment", assignment)
             object.__setattr__(self, "_pair", pair)
+            object.__setattr__(self, "_option", option)
         else:
             object.__setattr__(self, "_assignment", None)
             object.__setattr__(self, "_pair", None)
+            object.__setattr__(self, "_option", None)
 
     def is_secret(self, name: str) -> bool:
         """Whether a value named ``name`` is masked whole."""
@@ -106,13 +114,15 @@ class Redactor:
         return any(key in words for key in self._keys)
 
     def text(self, value: str) -> str:
-        """``value`` without URL credentials, with ``KEY=secret`` and ``key: secret`` values and bearer tokens masked."""
+        """``value`` without URL credentials; ``KEY=secret``, ``key: secret``, ``--key secret`` and bearer tokens masked."""
         if "://" in value:
             value = _URL_CREDENTIALS.sub(r"\1", value)
         if self._assignment is not None and "=" in value:
             value = self._assignment.sub(rf"\g<1>{MASK}", value)
         if self._pair is not None and ":" in value:
             value = self._pair.sub(_mask_pair_value, value)
+        if self._option is not None and "-" in value:
+            value = self._option.sub(rf"\g<1>{MASK}", value)
         return _SCHEME_CREDENTIALS.sub(rf"\1\2{MASK}", value)
 
     def record(self, record: object) -> object:

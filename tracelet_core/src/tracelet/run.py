@@ -97,6 +97,7 @@ class Run:
         self._plugins = dict(plugins)
         self._unpatch: Callable[[], object] | None = None  # the framework patcher's stop (set by run assembly)
         self._after_stop: list[Callable[[], object]] = []  # called once delivery ended (the run index's release)
+        self._param_values: Callable[[object], object] | None = None  # framework plugins' converters (assembly)
         self.settings = settings
         """The core settings this run was started with (read-only)."""
         self._strict = settings.strict
@@ -203,8 +204,12 @@ class Run:
         """Log parameters; nested mappings are flattened as ``"a.b.c"``.
 
         A mapping that contains itself, or a key whose ``str()`` raises, is
-        refused where it occurs; the rest is logged.
+        refused where it occurs; the rest is logged. Anything but a ``dict``
+        is first offered to the framework plugins' ``tracelet_param_values``
+        hook (an OmegaConf ``DictConfig`` with tracelet-hydra installed).
         """
+        if type(params) is not dict and self._param_values is not None:
+            params = self._param_values(params)  # type: ignore[assignment]
         if self._items("log_params", params) == ():
             return
         for key, value in flatten_params(params):
@@ -398,6 +403,10 @@ class Run:
     def _attach_after_stop(self, callback: Callable[[], object]) -> None:
         """What ``stop()`` calls once the backends ended (or were abandoned): run assembly releases the run id."""
         self._after_stop.append(callback)
+
+    def _attach_param_values(self, param_values: Callable[[object], object]) -> None:
+        """What ``log_params`` offers a non-dict to: the framework plugins' ``tracelet_param_values`` hooks."""
+        self._param_values = param_values
 
     def _step_for(self, step: Any, name: str) -> int | None:
         if step is None:

@@ -18,3 +18,6 @@ class LightningSettings:
     """Add a ``TraceletLogger`` to every ``Trainer`` created while a run is active."""
     log_checkpoints: bool = True
     """Upload the checkpoints ``ModelCheckpoint`` kept, as artifacts ``checkpoints/<file>``."""
+    capture_cli: bool = True
+    """``LightningCLI``: log the parsed config as params and the ``config.yaml`` its ``SaveConfigCallback``
+    writes as the artifact ``lightning/config.yaml`` (secrets masked)."""
