@@ -26,7 +26,10 @@ What is here, by role:
 - :func:`encode_png`: an :class:`Image`'s pixels as PNG bytes;
 - framework patching: :class:`PatchSet` (replace attributes, restore them
   identity-equal) and :func:`capture_errors`;
-- :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``.
+- :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``;
+- a backend's ``tracelet_backend_check`` hook (``tracelet doctor``):
+  :func:`probe_url`, :func:`probe_tcp`, :func:`probe_directory`, each
+  returning what answered and raising with the reason.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
 from tracelet.media import encode_png
 from tracelet.patching import PatchSet, capture_errors
+from tracelet.reach import probe_directory, probe_tcp, probe_url
 from tracelet.records import (
     Artifact,
     Figure,
@@ -82,4 +86,7 @@ __all__ = [
     "get_logger",
     "hookimpl",
     "names",
+    "probe_directory",
+    "probe_tcp",
+    "probe_url",
 ]

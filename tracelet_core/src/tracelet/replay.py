@@ -38,6 +38,7 @@ from typing import Any, TextIO
 import attrs
 
 from tracelet.assembly import configure
+from tracelet.console import Progress, ProgressTask
 from tracelet.delivery import DeliveryPolicy
 from tracelet.errors import PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
@@ -111,8 +112,12 @@ def pending_spools(root: Path) -> list[Path]:
     return found
 
 
-def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
+def replay(root: Path, *, progress: TextIO | Progress | None = sys.stderr) -> list[ReplayResult]:
     """Replay every pending spool under ``root``; see the module docstring.
+
+    ``progress`` shows each spool's delivery: a stream (a bar on a terminal,
+    plain lines otherwise, see :class:`~tracelet.console.Progress`), a
+    :class:`~tracelet.console.Progress` of the caller's, or ``None``.
 
     Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
     spool that cannot be replayed is reported in its result, never raised.
@@ -122,13 +127,18 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
     results = []
-    for directory in find_spools(root):
-        result = ReplayResult(directory, directory.name, directory.parent.name)
-        try:
-            _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
-        except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
-            result.left, result.error = True, f"{type(error).__name__}: {error}"
-        results.append(result)
+    shown = progress if isinstance(progress, Progress) else Progress(progress)
+    try:
+        for directory in find_spools(root):
+            result = ReplayResult(directory, directory.name, directory.parent.name)
+            try:
+                _replay_one(result, loaded, resolved.plugin_settings, policy, shown)
+            except Exception as error:  # noqa: BLE001 - one spool's trouble never stops the others
+                result.left, result.error = True, f"{type(error).__name__}: {error}"
+            results.append(result)
+    finally:
+        if shown is not progress:  # the caller's Progress is the caller's to close
+            shown.close()
     return results
 
 
@@ -151,7 +161,7 @@ def _open(directory: Path) -> tuple[dict[str, Any], RunInfo, BackendSpool, Backe
 
 
 def _replay_one(
-    result: ReplayResult, loaded: dict[str, PluginInfo], settings: Any, policy: DeliveryPolicy, progress: TextIO | None
+    result: ReplayResult, loaded: dict[str, PluginInfo], settings: Any, policy: DeliveryPolicy, progress: Progress
 ) -> None:
     try:
         meta, run, spool, rejected = _open(result.directory)
@@ -164,6 +174,7 @@ def _replay_one(
         result.left, result.error = True, "in use by a running process"
         return
     spool.rejected = rejected  # close() keeps the directory while rejected/ holds records
+    shown: ProgressTask | None = None
     try:
         info = loaded.get(backend)
         if info is None:
@@ -178,7 +189,7 @@ def _replay_one(
         ref = _retrying(policy, lambda: hooks.tracelet_backend_start(run=run))
         spool.set_ref(ref if isinstance(ref, BackendRunRef) else None)
         sender = _Sender(hooks, policy)
-        shown = _Progress(progress, backend, run.name, spool.undelivered_bytes() + rejected.undelivered_bytes())
+        shown = progress.task(f"{backend} {run.name}", spool.undelivered_bytes() + rejected.undelivered_bytes())
         before_replay = rejected.position()  # what this replay refuses is not sent again in this replay
         result.error = _send_part(spool, None, spool, sender, info.max_batch_size, result, shown)
         if result.error is None:  # the pending records went: now what was refused before
@@ -191,8 +202,8 @@ def _replay_one(
         result.error = f"{type(error).__name__}: {error}"
     finally:
         result.damaged = spool.damaged + rejected.damaged
-        if progress is not None:
-            print(file=progress)
+        if shown is not None:
+            shown.finish()
     if result.error is not None:
         rejected.close(None)
         spool.release()
@@ -208,7 +219,7 @@ def _send_part(
     sender: _Sender,
     batch_size: int,
     result: ReplayResult,
-    shown: _Progress,
+    shown: ProgressTask,
 ) -> str | None:
     """Send one part of the spool (up to ``end``); refused records go to ``rejected/``. Returns why it stopped."""
     while True:
@@ -354,26 +365,6 @@ def _describe(record: Record) -> str:
     if isinstance(record, (Param, Tag, Artifact)):
         return f"{type(record).__name__.lower()} {record.name!r}"
     return f"{type(record).__name__.lower()} {record.name!r} step {record.step}"
-
-
-class _Progress:
-    """The progress bar on stderr: bytes acknowledged of the bytes there were to send."""
-
-    def __init__(self, stream: TextIO | None, backend: str, run_name: str, total: int) -> None:
-        self._stream = stream
-        self._label = f"{backend} {run_name}"
-        self._total = total
-        self._done = 0
-
-    def advance(self, done: int, sent: int) -> None:
-        self._done += max(0, done)
-        if self._stream is None:
-            return
-        width = 30
-        filled = width if self._total <= 0 else min(width, width * self._done // self._total)
-        percent = 100 if self._total <= 0 else min(100, 100 * self._done // self._total)
-        self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {percent:3d}% {sent} records")
-        self._stream.flush()
 
 
 def _placeholder_run() -> RunInfo:
