@@ -213,10 +213,10 @@ def _render(source: Traversable, target: Path, values: dict[str, str]) -> None:
 
 _EPILOG = """\
 examples:
-  tracelet doctor                check plugins, backends and spools before a long job
-  tracelet doctor --json         the same, for a job script (exit code 0: healthy)
-  tracelet config                where each setting's value comes from
-  tracelet replay                deliver what earlier runs left undelivered
+  tracelet doctor              check plugins, backends and spools before a job
+  tracelet doctor --json       the same for a script (exit code 0: healthy)
+  tracelet config              each setting's value and where it comes from
+  tracelet replay              deliver what earlier runs left undelivered
   tracelet new-plugin my-store --kind backend
 
 'tracelet <command> --help' shows a command's options and examples.

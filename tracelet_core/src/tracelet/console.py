@@ -9,7 +9,9 @@ Progress (:class:`Progress`) is the one interface ``tracelet replay`` (and any
 command that delivers spooled records) reports through: a bar per task on a
 terminal, plain lines when the stream is a pipe or a file.
 
-Rich draws the tables and bars. It is imported here, inside the functions
+Rich draws the tables and bars when it is installed (``pip install
+"tracelet-core[cli]"``); without it tables are printed whole and progress as
+plain lines, on a terminal too. It is imported here, inside the functions
 that draw, never at module level: ``tracelet.replay`` imports this module and
 ``tracelet.start()`` imports ``tracelet.replay``, and ``import tracelet`` must
 not pay for a CLI library.
@@ -47,18 +49,33 @@ def terminal_width(stream: TextIO) -> int | None:
     if not _is_terminal(stream):
         return None
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, ValueError, OSError):
         return 80
+    return columns if columns > 0 else 80  # a terminal whose size nobody set (a fresh pseudo-terminal) says 0
+
+
+def have_rich() -> bool:
+    """Whether rich (the ``cli`` extra) is installed: fitted tables and bars, else whole rows and plain lines."""
+    from importlib.util import find_spec
+
+    return find_spec("rich") is not None
 
 
 def _console(stream: TextIO, width: int | None) -> Console:
     from rich.console import Console
 
     terminal = _is_terminal(stream)
+    height = None
+    if terminal:
+        try:
+            height = os.get_terminal_size(stream.fileno()).lines or 25  # 0: unset (see terminal_width)
+        except (AttributeError, ValueError, OSError):
+            height = 25
     return Console(
         file=stream,
         width=width,
+        height=height,
         force_terminal=terminal,
         color_system="auto" if terminal else None,
         highlight=False,
@@ -79,11 +96,11 @@ def print_table(
     """Print ``rows`` under ``header``, columns separated by two spaces, each line after ``indent`` spaces.
 
     Fits :func:`terminal_width`: the widest columns are narrowed and their
-    cells wrapped (every character is kept, on more lines). ``wide=True``, or
-    no width to fit, prints each row on one line, whatever its length.
+    cells wrapped (every character is kept, on more lines). ``wide=True``, no
+    width to fit, or no rich, prints each row on one line, whatever its length.
     """
     stream = sys.stdout if stream is None else stream
-    width = None if wide else terminal_width(stream)
+    width = None if wide or not have_rich() else terminal_width(stream)
     margin = " " * indent
     if width is None:
         all_rows = [list(header), *[list(row) for row in rows]]
@@ -150,7 +167,7 @@ class Progress:
             task.advance(bytes_sent_now, records_sent_so_far)
             task.finish()
 
-    On a terminal each task is a bar (percent, count, time left) redrawn in
+    On a terminal (with rich installed) each task is a bar (percent, count, time left) redrawn in
     place. On a pipe or a file a task prints a line ``<label>: <percent>%
     <count> <unit>`` at most every ``interval`` seconds and always when it
     finishes, so a log gets the outcome without a line per batch.
@@ -162,7 +179,7 @@ class Progress:
         self.unit = unit
         self.interval = interval
         self._bars: Any = None
-        if stream is not None and _is_terminal(stream):
+        if stream is not None and _is_terminal(stream) and have_rich():
             from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
