@@ -8,9 +8,9 @@ configuration (files, environment) in the working directory:
   and whether it reaches its store. That is the backend's
   ``tracelet_backend_check`` hook (see :mod:`tracelet.hookspecs`), called on
   an object made for the check, on a thread of its own, all backends at once,
-  each given ``timeout`` seconds; a backend still busy then is reported as not
-  answering, so the whole check takes ``timeout`` seconds at most (plus
-  discovery);
+  each given ``timeout`` seconds; a backend still busy :data:`GRACE` seconds
+  later is reported as not answering, so the whole check takes ``timeout +
+  GRACE`` seconds at most (plus discovery);
 - the spools earlier runs left behind (undelivered records): their size, age
   and whether a live process still holds them.
 
@@ -35,7 +35,11 @@ from tracelet._version import __version__
 from tracelet.errors import ConfigError
 from tracelet.info import PluginKind
 
-__all__ = ["SCHEMA_VERSION", "BackendCheck", "DoctorReport", "PluginState", "Setting", "SpoolLeft", "diagnose", "settings_shown"]
+__all__ = ["GRACE", "SCHEMA_VERSION", "BackendCheck", "DoctorReport", "PluginState", "Setting", "SpoolLeft", "diagnose", "settings_shown"]
+
+GRACE = 0.5
+"""Seconds ``diagnose`` waits past ``timeout`` for a check: a hook that bounds its own connections by
+``timeout`` reports its own reason (``timed out``), one that does not is reported as not answering."""
 
 SCHEMA_VERSION = 1
 """Version of the ``--json`` document: raised when a field changes meaning or goes away (new fields may come)."""
@@ -252,7 +256,7 @@ class _Check(threading.Thread):
 
 def _check_all(backends: list[tuple[str, Any, object]], timeout: float) -> list[BackendCheck]:
     threads = [_Check(name, factory, settings, timeout) for name, factory, settings in backends]
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout + GRACE
     for thread in threads:
         thread.start()
     checks = []
@@ -260,7 +264,7 @@ def _check_all(backends: list[tuple[str, Any, object]], timeout: float) -> list[
         thread.join(max(0.0, deadline - time.monotonic()))
         outcome = thread.outcome
         if outcome is None:  # still busy: abandoned (a daemon thread does not hold the process's exit)
-            checks.append(BackendCheck(thread.backend, "timeout", f"no answer within {timeout:g} s", timeout, ()))
+            checks.append(BackendCheck(thread.backend, "timeout", f"no answer within {timeout:g} s", timeout + GRACE, ()))
         else:
             checks.append(BackendCheck(thread.backend, outcome[0], outcome[1], thread.seconds, ()))
     return checks

@@ -201,8 +201,8 @@ def tracelet_backend_check(timeout: float) -> str | None:
     library here is fine.
 
     Bound every connection and wait by ``timeout`` seconds. ``tracelet
-    doctor`` stops waiting ``timeout`` seconds after it called the hook
-    whatever it does, and reports the backend as not answering.
+    doctor`` stops waiting half a second later whatever the hook does, and
+    reports the backend as not answering.
 
     Return a short line saying what answered (``"http://host:5000/health:
     OK"``), or ``None``. Raise when the store cannot be reached or used: the
