@@ -165,9 +165,9 @@ class AimBackend:
 
         if not Repo.exists(self.repo):
             return "no repository yet: " + probe_directory(self.repo) + " (AIM creates .aim there)"
-        repo = Repo(self.repo, read_only=True)
+        repo = Repo(self.repo)
         try:
-            runs = sum(1 for _ in repo.iter_runs())
+            runs = len(repo.list_all_runs())
         finally:
             repo.close()
         return f"{self.repo}/.aim: opens, {runs} run{'s' if runs != 1 else ''}"

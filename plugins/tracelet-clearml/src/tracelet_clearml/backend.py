@@ -51,6 +51,8 @@ from tracelet.plugin import (
     get_logger,
     hookimpl,
     names,
+    probe_directory,
+    probe_url,
 )
 from tracelet_clearml.settings import ClearmlSettings
 

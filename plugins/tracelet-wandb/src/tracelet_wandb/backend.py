@@ -55,6 +55,8 @@ from tracelet.plugin import (
     get_logger,
     hookimpl,
     names,
+    probe_directory,
+    probe_url,
 )
 from tracelet_wandb.naming import (
     MAX_HISTOGRAM_BINS,
