@@ -15,19 +15,19 @@ import os
 import pty
 import select
 import struct
-import termios
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 import pytest
-from tracelet_fixtures import hanging
 
 import tracelet
 from tracelet.console import Progress
 from tracelet.doctor import GRACE, diagnose
 from tracelet.spool import BackendSpool, encode_records
+from tracelet_fixtures import hanging
 
 COMMANDS = ("plugins", "config", "doctor", "replay", "new-plugin")
 LONG = "a-project-name-" + "x" * 150 + "-end"
@@ -214,7 +214,9 @@ def test_doctor_shows_a_plugin_that_failed_to_load_with_why_and_is_unhealthy() -
     assert broken["error"].endswith(f"{os.sep}tracelet_fixtures{os.sep}broken.py:3)")
     assert report["problems"] == [f"plugin fixture-broken failed to load: {broken['error']}"]
     text = _tracelet("doctor", TRACELET_BACKENDS="recording", TRACELET_DISABLE_PLUGINS="", COLUMNS="400")
-    assert any(line.startswith("  fixture-broken     -          failed: ModuleNotFoundError: ") for line in text.stdout.splitlines())
+    assert any(
+        line.startswith("  fixture-broken     -          failed: ModuleNotFoundError: ") for line in text.stdout.splitlines()
+    )
 
 
 def test_doctor_lists_spools_left_behind_with_their_size_and_age() -> None:
@@ -338,7 +340,9 @@ def test_without_rich_the_commands_print_whole_rows_and_plain_progress() -> None
     assert config.returncode == 0, config.stderr
     (line,) = [line for line in config.stdout.splitlines() if line.startswith("project ")]
     assert line.split() == ["project", repr(LONG), "TRACELET_PROJECT", "(environment)"]
-    replayed = subprocess.run([sys.executable, "-c", script, "replay", "spool"], capture_output=True, text=True, env=env, timeout=120)
+    replayed = subprocess.run(
+        [sys.executable, "-c", script, "replay", "spool"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert replayed.returncode == 0, replayed.stderr
     run_id = spool.directory.parent.name
     assert replayed.stderr.splitlines() == ["recording train: 100% 20 records", f"recording run {run_id}: 20 records sent, done"]

@@ -73,7 +73,10 @@ def test_doctor_against_a_healthy_server_exits_0(server_uri: str) -> None:
     assert settings["mlflow.experiment"] == {"key": "mlflow.experiment", "value": None, "source": "default"}
     text = _doctor(TRACELET_MLFLOW_TRACKING_URI=server_uri, COLUMNS="200")
     assert text.returncode == 0
-    assert any(line.startswith("mlflow: ok (") and line.endswith(f"s): {server_uri}/health: HTTP 200") for line in text.stdout.splitlines())
+    assert any(
+        line.startswith("mlflow: ok (") and line.endswith(f"s): {server_uri}/health: HTTP 200")
+        for line in text.stdout.splitlines()
+    )
     assert text.stdout.splitlines()[-1] == "healthy: a start() here can deliver to every backend it uses"
 
 

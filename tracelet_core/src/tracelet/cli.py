@@ -94,7 +94,13 @@ def _print_doctor(report: DoctorReport, wide: bool) -> None:
         if report.spools:
             print(f"\nspools left behind in {report.spool_dir} (`tracelet replay` delivers them):")
             spool_rows = [
-                (spool.run_id, spool.backend, format_size(spool.bytes), format_age(spool.age_seconds), "in use" if spool.in_use else "")
+                (
+                    spool.run_id,
+                    spool.backend,
+                    format_size(spool.bytes),
+                    format_age(spool.age_seconds),
+                    "in use" if spool.in_use else "",
+                )
                 for spool in report.spools
             ]
             print_table(("RUN", "BACKEND", "SIZE", "AGE", "STATE"), spool_rows, wide=wide, indent=2)

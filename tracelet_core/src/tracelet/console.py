@@ -43,9 +43,9 @@ def _is_terminal(stream: TextIO) -> bool:
 
 def terminal_width(stream: TextIO) -> int | None:
     """The width tables must fit: ``COLUMNS`` when set, the terminal's width for a terminal, else ``None`` (no limit)."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
+    variable = os.environ.get("COLUMNS", "")
+    if variable.isdigit() and int(variable) > 0:
+        return int(variable)
     if not _is_terminal(stream):
         return None
     try:
@@ -115,8 +115,8 @@ def print_table(
     for index, name in enumerate(header):
         # The first column names the row (a key, a plugin): kept whole while the others wrap.
         table.add_column(name, overflow="fold", no_wrap=index == 0)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
+    for cells in rows:
+        table.add_row(*(Text(cell) for cell in cells))
     console = _console(stream, max(20, width - indent))
     with console.capture() as captured:  # plain text: lines without the padding rich leaves at their ends
         console.print(table)

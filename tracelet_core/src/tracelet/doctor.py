@@ -35,7 +35,17 @@ from tracelet._version import __version__
 from tracelet.errors import ConfigError
 from tracelet.info import PluginKind
 
-__all__ = ["GRACE", "SCHEMA_VERSION", "BackendCheck", "DoctorReport", "PluginState", "Setting", "SpoolLeft", "diagnose", "settings_shown"]
+__all__ = [
+    "GRACE",
+    "SCHEMA_VERSION",
+    "BackendCheck",
+    "DoctorReport",
+    "PluginState",
+    "Setting",
+    "SpoolLeft",
+    "diagnose",
+    "settings_shown",
+]
 
 GRACE = 0.5
 """Seconds ``diagnose`` waits past ``timeout`` for a check: a hook that bounds its own connections by
@@ -249,7 +259,10 @@ class _Check(threading.Thread):
                 self.outcome = ("ok", str(answer) if answer is not None else "OK")
         except Exception as error:  # noqa: BLE001 - the reason is the report
             message = str(error) or type(error).__name__
-            self.outcome = ("failed", message if message.startswith(type(error).__name__) else f"{type(error).__name__}: {message}")
+            self.outcome = (
+                "failed",
+                message if message.startswith(type(error).__name__) else f"{type(error).__name__}: {message}",
+            )
         finally:
             self.seconds = time.monotonic() - started
 

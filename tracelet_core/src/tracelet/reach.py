@@ -38,7 +38,7 @@ def probe_url(url: str, timeout: float, *, any_status: bool = False) -> str:
     shown = without_credentials(url)
     request = urllib.request.Request(shown, method="GET", headers={"User-Agent": "tracelet-doctor"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's configured URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status = int(response.status)
     except urllib.error.HTTPError as error:
         if not any_status:
