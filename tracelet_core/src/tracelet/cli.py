@@ -21,10 +21,9 @@ from tracelet.errors import ConfigError
 from tracelet.plugins import discover
 
 if TYPE_CHECKING:
-    from tracelet.doctor import DoctorReport
-
-if TYPE_CHECKING:
     from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
+
+    from tracelet.doctor import DoctorReport
 
 __all__ = ["main", "write_plugin"]
 
