@@ -40,3 +40,17 @@ def test_discovery_and_a_run_import_no_heavy_library() -> None:
         "run = tracelet.start(backends=['recording', 'fixture-good'])\nrun.log_metric('x', 1.0)\nrun.stop()"
     )
     assert not {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+def test_the_cli_library_is_left_to_the_cli() -> None:
+    """Rich (the cli extra) draws the command's bars; ``import tracelet``, a run and replay never import it.
+
+    structlog imports ``rich.console`` and a few more when rich is installed (its dev renderer), so what is
+    checked is the part only the command uses: ``rich.progress``.
+    """
+    modules = _modules_after(
+        "import tracelet\nimport tracelet.replay, tracelet.console, tracelet.doctor\n"
+        "run = tracelet.start(backends=['recording'])\nrun.log_metric('x', 1.0)\nrun.stop()"
+    )
+    assert "tracelet.console" in modules
+    assert not {m for m in modules if m.startswith("rich.progress")}

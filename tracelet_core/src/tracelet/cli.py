@@ -1,8 +1,13 @@
-"""The ``tracelet`` command: ``plugins``, ``config``, ``replay``, ``sync`` and ``new-plugin``."""
+"""The ``tracelet`` command: ``plugins``, ``config``, ``doctor``, ``replay``, ``sync`` and ``new-plugin``.
+
+Tables and progress bars are drawn by :mod:`tracelet.console` (rich, imported
+only when a command draws); ``doctor``'s checks are in :mod:`tracelet.doctor`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import string
 import sys
@@ -14,21 +19,19 @@ from tracelet._version import __version__
 from tracelet.assembly import configure
 from tracelet.errors import ConfigError
 from tracelet.plugins import discover
-from tracelet.redact import MASK, Redactor, scrub
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
 
+    from tracelet.doctor import DoctorReport
+
 __all__ = ["main", "write_plugin"]
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+def _plugins(wide: bool) -> int:
+    from tracelet.console import print_table
 
-
-def _plugins() -> int:
-    rows = [("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")]
+    rows = []
     for entry in sorted(discover(), key=lambda e: e.name):
         status: str = entry.status
         if entry.info is not None and not entry.info.enabled_by_default:
@@ -36,25 +39,79 @@ def _plugins() -> int:
         if entry.error:
             status = f"failed: {entry.error}"
         rows.append((entry.name, entry.kind or "-", entry.distribution or "(registered)", entry.version or "-", status))
-    print(_table(rows))
+    print_table(("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS"), rows, wide=wide)
     return 0
 
 
-def _config() -> int:
+def _config(wide: bool, as_json: bool) -> int:
     """Print every setting, its value and its source; values of secret-looking keys and URL credentials masked."""
+    from tracelet.doctor import settings_shown
+
     try:
         resolved = configure({}).resolved
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # Settings come from files and the environment: a token or a tracking URI with a password is shown masked.
-    redactor = Redactor(resolved.core.redact_patterns)
-    rows = [("KEY", "VALUE", "SOURCE")]
-    for key, (value, source) in sorted(resolved.values.items()):
-        shown = MASK if redactor.is_secret(key) else scrub(redactor.text(repr(value)))
-        rows.append((key, shown, source.description))
-    print(_table(rows))
+    settings = settings_shown(resolved)
+    if as_json:
+        print(json.dumps([setting.to_json() for setting in settings], indent=2))
+        return 0
+    from tracelet.console import print_table
+
+    print_table(("KEY", "VALUE", "SOURCE"), [(setting.key, setting.value, setting.source) for setting in settings], wide=wide)
     return 0
+
+
+def _doctor(timeout: float, as_json: bool, wide: bool) -> int:
+    from tracelet.doctor import diagnose
+
+    report = diagnose(timeout)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_doctor(report, wide)
+    if report.config_error is not None:
+        return 2
+    return 0 if report.healthy else 1
+
+
+def _print_doctor(report: DoctorReport, wide: bool) -> None:
+    from tracelet.console import print_table
+    from tracelet.doctor import format_age, format_size
+
+    print("plugins:")
+    rows = [(p.name, p.kind or "-", p.status + (f": {p.error}" if p.error else "")) for p in report.plugins]
+    print_table(("NAME", "KIND", "STATUS"), rows, wide=wide, indent=2)
+    if report.config_error is not None:
+        print(f"\nconfiguration: error: {report.config_error}")
+    else:
+        print("\nbackends start() would use:" if report.backends else "\nbackends start() would use: none")
+        for check in report.backends:
+            print(f"\n{check.name}: {check.status} ({check.seconds:.2f} s): {check.detail}")
+            settings = [(setting.key, setting.value, setting.source) for setting in check.settings]
+            print_table(("SETTING", "VALUE", "SOURCE"), settings, wide=wide, indent=2)
+        if report.spools:
+            print(f"\nspools left behind in {report.spool_dir} (`tracelet replay` delivers them):")
+            spool_rows = [
+                (
+                    spool.run_id,
+                    spool.backend,
+                    format_size(spool.bytes),
+                    format_age(spool.age_seconds),
+                    "in use" if spool.in_use else "",
+                )
+                for spool in report.spools
+            ]
+            print_table(("RUN", "BACKEND", "SIZE", "AGE", "STATE"), spool_rows, wide=wide, indent=2)
+        else:
+            print(f"\nspools left behind in {report.spool_dir}: none")
+    print()
+    if report.healthy:
+        print("healthy: a start() here can deliver to every backend it uses")
+    else:
+        print("unhealthy:")
+        for problem in report.problems:
+            print(f"  {problem}")
 
 
 def _replay(path: str | None) -> int:
@@ -102,8 +159,11 @@ _HOOK_MODULES = {"backend": "backend", "collector": "collector", "framework": "p
 
 
 def _add_new_plugin_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "new-plugin", help="write a ready plugin package (declaration, settings, hooks, README, tests) that passes its tests"
+    parser = _command(
+        commands,
+        "new-plugin",
+        "write a new plugin package that passes its tests",
+        "  tracelet new-plugin my-store --kind backend\n  tracelet new-plugin gpu-temp --kind collector --dir plugins\n",
     )
     parser.add_argument("name", help="the plugin's name, lower case with hyphens (the package is tracelet-NAME)")
     parser.add_argument("--kind", required=True, choices=sorted(_HOOK_MODULES), help="what the plugin does")
@@ -173,16 +233,100 @@ def _render(source: Traversable, target: Path, values: dict[str, str]) -> None:
             destination.write_text(string.Template(entry.read_text(encoding="utf-8")).substitute(values), encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tracelet", description="Tracelet: one start(), every experiment tracker.")
+_EPILOG = """\
+examples:
+  tracelet doctor              check plugins, backends and spools before a job
+  tracelet doctor --json       the same for a script (exit code 0: healthy)
+  tracelet config              each setting's value and where it comes from
+  tracelet replay              deliver what earlier runs left undelivered
+  tracelet sync                deliver offline runs to their backends
+  tracelet new-plugin my-store --kind backend
+
+'tracelet <command> --help' shows a command's options and examples.
+The documentation's "Command line" page (docs/cli.md) describes each command.
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help like git's: the commands one per line under "commands:", examples kept as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):  # its commands, without a "<command>" line above them
+            return "".join(self._format_action(command) for command in action._get_subactions())
+        return super()._format_action(action)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` is its line in ``tracelet --help`` and the top of its own help."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog="examples:\n" + examples,
+        formatter_class=_HelpFormatter,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracelet",
+        usage="tracelet [--version] [--help] <command> [<args>]",
+        description="Tracelet: one start(), every experiment tracker.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"tracelet {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("plugins", help="list installed plugins: name, kind, distribution, version, status")
-    commands.add_parser("config", help="show the resolved configuration and where each value comes from")
-    replay = commands.add_parser("replay", help="deliver what earlier runs left in the spool, to the same backend runs")
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="<command>", prog="tracelet")
+    wide = {"action": "store_true", "help": "print long values whole, on one line, whatever the terminal's width"}
+
+    plugins = _command(
+        commands,
+        "plugins",
+        "list installed plugins and whether they loaded",
+        "  tracelet plugins\n  TRACELET_DISABLE_PLUGINS=wandb tracelet plugins\n",
+    )
+    plugins.add_argument("--wide", **wide)  # type: ignore[arg-type]
+
+    config = _command(
+        commands,
+        "config",
+        "show the configuration and where each value comes from",
+        "  tracelet config\n  tracelet config --wide | grep mlflow\n  tracelet config --json\n",
+    )
+    config.add_argument("--wide", **wide)  # type: ignore[arg-type]
+    config.add_argument("--json", action="store_true", help="print a JSON list of {key, value, source}")
+
+    doctor = _command(
+        commands,
+        "doctor",
+        "check that a run started here can reach every backend",
+        "  tracelet doctor\n  tracelet doctor --timeout 10 --json > doctor.json\n"
+        "  tracelet doctor && python train.py    # exit code 0: healthy, 1: unhealthy, 2: bad configuration\n",
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="seconds each backend's check may take (default: 5)"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON (schema in the docs' CLI page)")
+    doctor.add_argument("--wide", **wide)  # type: ignore[arg-type]
+
+    replay = _command(
+        commands,
+        "replay",
+        "deliver what earlier runs left in the spool",
+        "  tracelet replay\n  tracelet replay /scratch/job-42/.tracelet/spool\n",
+    )
     replay.add_argument("path", nargs="?", help="the spool directory (default: the spool_dir setting, .tracelet/spool)")
-    sync = commands.add_parser(
-        "sync", help="deliver offline runs (and what online runs left) to their backends, each record once"
+    sync = _command(
+        commands,
+        "sync",
+        "deliver offline runs (and what online runs left) to their backends, each record once",
+        "  tracelet sync\n  tracelet sync --backend mlflow --backend wandb\n"
+        "  tracelet sync .tracelet/spool/<run id> --backend wandb\n",
     )
     sync.add_argument("path", nargs="?", help="the spool directory or one run's directory in it (default: spool_dir)")
     sync.add_argument(
@@ -193,16 +337,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="deliver to this backend (repeatable; default: the backends each run was configured with)",
     )
     _add_new_plugin_command(commands)
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tracelet`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
+    arguments = _parser().parse_args(argv)
     if arguments.command == "new-plugin":
         return _new_plugin(arguments.name, arguments.kind, arguments.dir)
     if arguments.command == "plugins":
-        return _plugins()
+        return _plugins(arguments.wide)
+    if arguments.command == "doctor":
+        if arguments.timeout <= 0:
+            print("error: --timeout must be more than 0 seconds", file=sys.stderr)
+            return 2
+        return _doctor(arguments.timeout, arguments.json, arguments.wide)
     if arguments.command == "replay":
         return _replay(arguments.path)
     if arguments.command == "sync":
         return _sync(arguments.path, arguments.backends)
-    return _config()
+    return _config(arguments.wide, arguments.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,6 +188,32 @@ def tracelet_backend_end(status: RunStatus) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def tracelet_backend_check(timeout: float) -> str | None:
+    """Check that the backend can reach its store, for ``tracelet doctor``. Optional.
+
+    Called on an object made by ``factory(settings)`` only for this check
+    (no run is started on it, no other hook is called), on a thread of the
+    doctor's own, with the settings a ``start()`` would use. Make a real
+    connection: a request to the server (MLflow's ``/health``), a query on
+    the database, a write test in a local directory. Create nothing that a
+    run would not create (no run, no experiment). Importing the backend
+    library here is fine.
+
+    Bound every connection and wait by ``timeout`` seconds. ``tracelet
+    doctor`` stops waiting half a second later whatever the hook does, and
+    reports the backend as not answering.
+
+    Return a short line saying what answered (``"http://host:5000/health:
+    OK"``), or ``None``. Raise when the store cannot be reached or used: the
+    exception's message is the reason ``tracelet doctor`` shows (say what was
+    tried and what happened: ``"http://host:5000/health: connection
+    refused"``), and the backend counts as unhealthy. A backend that does
+    not implement the hook is reported as "not checked", which is not a
+    failure.
+    """
+
+
 # --- Collection: collectors -----------------------------------------------------
 
 

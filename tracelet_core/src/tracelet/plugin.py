@@ -30,6 +30,9 @@ What is here, by role:
 - :class:`Redactor`: core's secret masking, for text a plugin uploads as a
   file (records are masked by core already):
   ``Redactor(run.settings.redact_patterns).text(content)``.
+- a backend's ``tracelet_backend_check`` hook (``tracelet doctor``):
+  :func:`probe_url`, :func:`probe_tcp`, :func:`probe_directory`, each
+  returning what answered and raising with the reason.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
 from tracelet.media import encode_png
 from tracelet.patching import PatchSet, capture_errors
+from tracelet.reach import probe_directory, probe_tcp, probe_url
 from tracelet.records import (
     Artifact,
     Figure,
@@ -87,4 +91,7 @@ __all__ = [
     "get_logger",
     "hookimpl",
     "names",
+    "probe_directory",
+    "probe_tcp",
+    "probe_url",
 ]

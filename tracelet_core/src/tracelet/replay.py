@@ -43,6 +43,7 @@ from typing import Any, TextIO
 import attrs
 
 from tracelet.assembly import configure
+from tracelet.console import Progress, ProgressTask
 from tracelet.delivery import DeliveryPolicy
 from tracelet.errors import ConfigError, PermanentError
 from tracelet.info import BackendRunRef, PluginInfo, RunInfo
@@ -133,8 +134,12 @@ def pending_spools(root: Path) -> list[Path]:
     return found
 
 
-def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
+def replay(root: Path, *, progress: TextIO | Progress | None = sys.stderr) -> list[ReplayResult]:
     """Replay every pending spool under ``root``; see the module docstring.
+
+    ``progress`` shows each spool's delivery: a stream (a bar on a terminal,
+    plain lines otherwise, see :class:`~tracelet.console.Progress`), a
+    :class:`~tracelet.console.Progress` of the caller's, or ``None``.
 
     Raises :class:`~tracelet.errors.ConfigError` for a bad configuration; a
     spool that cannot be replayed is reported in its result, never raised.
@@ -143,7 +148,9 @@ def replay(root: Path, *, progress: TextIO | None = sys.stderr) -> list[ReplayRe
     return _deliver(root, None, None, progress, offline=False)
 
 
-def sync(path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | None = sys.stderr) -> list[ReplayResult]:
+def sync(
+    path: Path, *, backends: Sequence[str] | None = None, progress: TextIO | Progress | None = sys.stderr
+) -> list[ReplayResult]:
     """Deliver offline runs, and what online runs left, to their backends; each record once, however often it runs.
 
     ``path`` is the spool directory, or one run's directory in it
@@ -165,7 +172,7 @@ def _deliver(
     root: Path,
     runs: frozenset[str] | None,
     backends: frozenset[str] | None,
-    progress: TextIO | None,
+    progress: TextIO | Progress | None,
     *,
     offline: bool,
 ) -> list[ReplayResult]:
@@ -173,12 +180,13 @@ def _deliver(
     loaded, resolved = configured.loaded, configured.resolved
     core = resolved.core
     policy = DeliveryPolicy(retry_attempts=core.retry_attempts, retry_base=core.retry_base, retry_cap=core.retry_cap)
+    shown = progress if isinstance(progress, Progress) else Progress(progress)
 
     def replay_directory(directory: Path) -> ReplayResult:
         run_id = directory.parent.name
         result = ReplayResult(directory, backend_of(directory), run_id)
         try:
-            _replay_one(result, loaded, resolved.plugin_settings, policy, progress)
+            _replay_one(result, loaded, resolved.plugin_settings, policy, shown)
             if result.ref is not None:
                 offline_dir = directory.parent / OFFLINE_DIR
                 if offline_dir.is_dir():
@@ -189,6 +197,20 @@ def _deliver(
             result.left, result.error = True, f"{type(error).__name__}: {error}"
         return result
 
+    try:
+        return _deliver_spools(root, runs, backends, offline, replay_directory)
+    finally:
+        if shown is not progress:  # the caller's Progress is the caller's to close
+            shown.close()
+
+
+def _deliver_spools(
+    root: Path,
+    runs: frozenset[str] | None,
+    backends: frozenset[str] | None,
+    offline: bool,
+    replay_directory: Callable[[Path], ReplayResult],
+) -> list[ReplayResult]:
     results: list[ReplayResult] = []
     for directory in find_spools(root):
         if (runs is not None and directory.parent.name not in runs) or (
@@ -263,7 +285,7 @@ def _open(directory: Path) -> tuple[dict[str, Any], RunInfo, BackendSpool, Backe
 
 
 def _replay_one(
-    result: ReplayResult, loaded: dict[str, PluginInfo], settings: Any, policy: DeliveryPolicy, progress: TextIO | None
+    result: ReplayResult, loaded: dict[str, PluginInfo], settings: Any, policy: DeliveryPolicy, progress: Progress
 ) -> None:
     try:
         meta, run, spool, rejected = _open(result.directory)
@@ -276,6 +298,7 @@ def _replay_one(
         result.left, result.error = True, "in use by a running process"
         return
     spool.rejected = rejected  # close() keeps the directory while rejected/ holds records
+    shown: ProgressTask | None = None
     try:
         info = loaded.get(backend)
         if info is None:
@@ -291,7 +314,7 @@ def _replay_one(
         result.ref = ref if isinstance(ref, BackendRunRef) else None
         spool.set_ref(result.ref)
         sender = _Sender(hooks, policy)
-        shown = _Progress(progress, backend, run.name, spool.undelivered_bytes() + rejected.undelivered_bytes())
+        shown = progress.task(f"{backend} {run.name}", spool.undelivered_bytes() + rejected.undelivered_bytes())
         before_replay = rejected.position()  # what this replay refuses is not sent again in this replay
         result.error = _send_part(spool, None, spool, sender, info.max_batch_size, result, shown)
         if result.error is None:  # the pending records went: now what was refused before
@@ -304,8 +327,8 @@ def _replay_one(
         result.error = f"{type(error).__name__}: {error}"
     finally:
         result.damaged = spool.damaged + rejected.damaged
-        if progress is not None:
-            print(file=progress)
+        if shown is not None:
+            shown.finish()
     if result.error is not None:
         rejected.close(None)
         spool.release()
@@ -321,7 +344,7 @@ def _send_part(
     sender: _Sender,
     batch_size: int,
     result: ReplayResult,
-    shown: _Progress,
+    shown: ProgressTask,
 ) -> str | None:
     """Send one part of the spool (up to ``end``); refused records go to ``rejected/``. Returns why it stopped."""
     while True:
@@ -467,26 +490,6 @@ def _describe(record: Record) -> str:
     if isinstance(record, (Param, Tag, Artifact)):
         return f"{type(record).__name__.lower()} {record.name!r}"
     return f"{type(record).__name__.lower()} {record.name!r} step {record.step}"
-
-
-class _Progress:
-    """The progress bar on stderr: bytes acknowledged of the bytes there were to send."""
-
-    def __init__(self, stream: TextIO | None, backend: str, run_name: str, total: int) -> None:
-        self._stream = stream
-        self._label = f"{backend} {run_name}"
-        self._total = total
-        self._done = 0
-
-    def advance(self, done: int, sent: int) -> None:
-        self._done += max(0, done)
-        if self._stream is None:
-            return
-        width = 30
-        filled = width if self._total <= 0 else min(width, width * self._done // self._total)
-        percent = 100 if self._total <= 0 else min(100, 100 * self._done // self._total)
-        self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {percent:3d}% {sent} records")
-        self._stream.flush()
 
 
 def _placeholder_run() -> RunInfo:

@@ -43,6 +43,8 @@ from tracelet.plugin import (
     Text,
     get_logger,
     hookimpl,
+    probe_directory,
+    probe_tcp,
 )
 from tracelet_aim.mapping import (
     HISTOGRAM_KIND,
@@ -149,6 +151,26 @@ class AimBackend:
                 aim_run.close()
             raise
         return BackendRunRef(aim_run.hash, None)
+
+    @hookimpl
+    def tracelet_backend_check(self, timeout: float) -> str:
+        """``tracelet doctor``: AIM's tracking server (``aim://host:port``) accepts a connection; a local
+        repository opens and lists its runs, or, not created yet, its directory takes a file."""
+        if is_remote(self.repo):
+            host, _, port = self.repo.removeprefix("aim://").rstrip("/").rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{self.repo}: expected aim://host:port")
+            return probe_tcp(host, int(port), timeout)
+        from aim.sdk.repo import Repo
+
+        if not Repo.exists(self.repo):
+            return "no repository yet: " + probe_directory(self.repo) + " (AIM creates .aim there)"
+        repo = Repo(self.repo)
+        try:
+            runs = len(repo.list_all_runs())
+        finally:
+            repo.close()
+        return f"{self.repo}/.aim: opens, {runs} run{'s' if runs != 1 else ''}"
 
     def _set_up(self, run: RunInfo, aim_run: AimRun, resume: str | None) -> None:
         self._ledger = StepLedger()  # from scratch: a retried start() must not count a resumed run's steps twice

@@ -58,6 +58,8 @@ from tracelet.plugin import (
     get_logger,
     hookimpl,
     names,
+    probe_directory,
+    probe_url,
 )
 from tracelet_clearml.settings import ClearmlSettings
 
@@ -238,6 +240,27 @@ class ClearmlBackend:
                 task.set_initial_iteration(0)  # ClearML offsets a continued task's iterations: steps stay Tracelet's
             _LIVE_TASKS[task.id] = task
         return task
+
+    @hookimpl
+    def tracelet_backend_check(self, timeout: float) -> str:
+        """``tracelet doctor``: offline, ClearML's offline directory takes a file; online, credentials are
+        configured and the ``api_server`` (``CLEARML_API_HOST``, ``clearml.conf``) answers."""
+        from clearml.backend_api.session.defs import ENV_ACCESS_KEY
+        from clearml.backend_api.session.session import Session
+        from clearml.config import config_obj, get_offline_dir
+
+        offline = self.settings.offline
+        if offline is None:
+            offline = os.environ.get("CLEARML_OFFLINE_MODE", "").strip().lower() in ("1", "true", "yes", "on")
+        if offline:
+            return "offline: " + probe_directory(get_offline_dir())
+        host = Session.get_api_server_host()
+        if not (ENV_ACCESS_KEY.get() or config_obj.get("api.credentials.access_key", None) or Session.default_key):
+            raise PermissionError(
+                f"no ClearML credentials for {host}: run `clearml-init` (or set CLEARML_API_HOST and "
+                "CLEARML_API_ACCESS_KEY / CLEARML_API_SECRET_KEY), or go offline with TRACELET_CLEARML_OFFLINE=true"
+            )
+        return "online: " + probe_url(host + "/debug.ping", timeout, any_status=True)
 
     @hookimpl
     def tracelet_backend_flush(self) -> None:

@@ -59,6 +59,7 @@ from tracelet.plugin import (
     get_logger,
     hookimpl,
     names,
+    probe_url,
 )
 from tracelet_mlflow.mapping import SOURCE_TAGS, histogram_document, histogram_summaries, media_path, to_millis
 from tracelet_mlflow.naming import (
@@ -167,6 +168,20 @@ class MlflowBackend:
             self._require_client().set_terminated(
                 self._require_run_id(), status=RunStatus(status).value, end_time=to_millis(time.time())
             )
+
+    @hookimpl
+    def tracelet_backend_check(self, timeout: float) -> str:
+        """``tracelet doctor``: GET ``<tracking_uri>/health`` on a server; a query on a sqlite store; for
+        another store (``file:``, a database URL, ``databricks``) a search for one experiment through MLflow."""
+        uri = self.tracking_uri
+        if uri.startswith(("http://", "https://")):
+            return probe_url(uri.rstrip("/") + "/health", timeout)
+        if uri.startswith("sqlite:///"):
+            return _check_sqlite(uri, timeout)
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        return f"{_without_credentials(uri)}: the store answers"
 
     def _create(self, run: RunInfo) -> MlflowRun:
         from mlflow.tracking.context.registry import resolve_tags
@@ -636,6 +651,29 @@ def _image_file_name(tracelet_run_id: str, key: str, step: int, millis: int, occ
     """
     identity = uuid.uuid5(uuid.NAMESPACE_URL, f"tracelet:{tracelet_run_id}/{key}/{step}/{millis}/{occurrence}")
     return f"{key.replace('/', '~')}+step+{step}+timestamp+{millis}+{identity}"
+
+
+def _check_sqlite(uri: str, timeout: float) -> str:
+    """Open MLflow's sqlite database read-only and count its experiments; a missing one must be creatable."""
+    import sqlite3
+
+    path = uri[len("sqlite:///") :].partition("?")[0]
+    if not os.path.exists(path):
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise PermissionError(f"{uri}: the database does not exist and {directory} is not a writable directory")
+        return f"{uri}: no database yet; MLflow creates it in {directory}"
+    if os.path.getsize(path) == 0:
+        return f"{uri}: an empty database; MLflow creates its tables"
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        try:
+            (count,) = connection.execute("SELECT COUNT(*) FROM experiments").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise ConnectionError(f"{uri}: not a usable MLflow database: {error}") from None
+    return f"{uri}: {count} experiment{'s' if count != 1 else ''}"
 
 
 def _without_credentials(uri: str) -> str:

@@ -55,6 +55,8 @@ from tracelet.plugin import (
     get_logger,
     hookimpl,
     names,
+    probe_directory,
+    probe_url,
 )
 from tracelet_wandb.naming import (
     MAX_HISTOGRAM_BINS,
@@ -226,6 +228,23 @@ class WandbBackend:
         }
         self.tracelet_backend_set_tags([Tag(name, value) for name, value in own_tags.items()])
         return BackendRunRef(wandb_run.id, self.url)
+
+    @hookimpl
+    def tracelet_backend_check(self, timeout: float) -> str:
+        """``tracelet doctor``: offline, the directory W&B writes ``wandb/`` in takes a file; online, W&B's
+        server (``WANDB_BASE_URL``, else api.wandb.ai) answers and an API key is there (``WANDB_API_KEY``,
+        ``~/.netrc``)."""
+        mode = self.settings.mode or _WANDB_MODES.get(os.environ.get("WANDB_MODE", ""), "online")
+        if mode == "disabled":
+            return "mode disabled: W&B records nothing"
+        if mode == "offline":
+            directory = self.settings.dir or os.environ.get("WANDB_DIR") or os.getcwd()
+            return "offline: " + probe_directory(os.path.join(directory, "wandb"))
+        base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+        answered = probe_url(base_url, timeout, any_status=True)
+        if not os.environ.get("WANDB_API_KEY") and not _netrc_has(base_url):
+            raise PermissionError(f"{base_url} answers, but no W&B API key: run `wandb login` or set WANDB_API_KEY")
+        return f"online: {answered}, API key found"
 
     def _wandb_settings(self) -> dict[str, Any]:
         settings = self.settings
@@ -443,6 +462,23 @@ class WandbBackend:
         if self._run is None:
             raise RuntimeError("the W&B backend has not started")
         return self._run
+
+
+_WANDB_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+"""``WANDB_MODE``'s values (W&B's older names included) -> the mode they mean."""
+
+
+def _netrc_has(base_url: str) -> bool:
+    """Whether ``~/.netrc`` (or ``NETRC``) holds a password for W&B's host: where ``wandb login`` keeps the key."""
+    import netrc
+    from urllib.parse import urlsplit
+
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(urlsplit(base_url).hostname or "")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
 
 
 def _stop_before_wandb_at_exit() -> None:

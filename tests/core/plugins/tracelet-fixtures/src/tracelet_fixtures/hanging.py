@@ -35,6 +35,13 @@ class HangingBackend:
         self.records: list[Record] = []
 
     @tracelet.hookimpl
+    def tracelet_backend_check(self) -> str:
+        """``tracelet doctor``'s check: no answer (whatever its timeout) while the server hangs."""
+        if self.settings.hang:
+            _released.wait()
+        return "fixture-hanging: back"
+
+    @tracelet.hookimpl
     def tracelet_backend_log_metrics(self, metrics: Sequence[Record]) -> None:
         self.entered.set()
         if self.settings.hang:

@@ -56,6 +56,13 @@ class PickyBackend(RecordingBackend):
                 raise tracelet.PermanentError(f"fixture-picky: {artifact.path} does not exist")
         super().tracelet_backend_log_artifacts(artifacts)
 
+    @tracelet.hookimpl
+    def tracelet_backend_check(self, timeout: float) -> str:
+        """``tracelet doctor``'s check: the server answers unless ``down``."""
+        if self.picky.down:
+            raise ConnectionError("fixture-picky: connection refused")
+        return f"fixture-picky: answers (asked within {timeout:g} s)"
+
     def _check(self) -> None:
         self.attempts += 1
         if self.picky.down:
