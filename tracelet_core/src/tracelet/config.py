@@ -93,6 +93,11 @@ class CoreSettings:
     counted); 0: never wait. Only a loop logging faster than records can be routed waits."""
     redact_patterns: tuple[str, ...] = DEFAULT_PATTERNS
     """Secret words: a param, tag or text whose name contains one as a word is masked (empty: key masking off)."""
+    self_metrics: bool = False
+    """Log Tracelet's own delivery figures as metrics of the run, per backend: ``tracelet/<backend>/queue``,
+    ``/spooled``, ``/delivered``, ``/latency_p50``, ``/latency_p99``, ``/breaker`` (see docs/self-metrics.md)."""
+    self_metrics_interval: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    """Seconds between two samples of Tracelet's own metrics (when ``self_metrics`` is on)."""
 
 
 @attrs.frozen
