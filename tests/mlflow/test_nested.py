@@ -30,9 +30,7 @@ def test_cross_validation_example_shows_three_folds_under_one_parent(
     assert experiment is not None
     every_run = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in every_run if "mlflow.parentRunId" not in run.data.tags]
-    children = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
-    )
+    children = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(every_run) == 4
     assert sorted(child.info.run_name for child in children) == ["fold-1", "fold-2", "fold-3"]
     assert parent.info.run_name == "cross-validation"

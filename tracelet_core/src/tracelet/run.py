@@ -416,9 +416,7 @@ class Run:
         ended = self._dispatcher.stop(status, deadline)
         backend_stats = self.stats().backends.values()
         self._stop_result = (
-            ended
-            and children_ended
-            and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
+            ended and children_ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
         )
         if not ended:
             _log.warning(

@@ -551,8 +551,7 @@ class BackendWorker:
             ref = parent.ref
             if ref is None:
                 _log.warning(
-                    "the parent run has no run in this backend yet: the child is linked by the tracelet.parent_run_id "
-                    "tag only",
+                    "the parent run has no run in this backend yet: the child is linked by the tracelet.parent_run_id tag only",
                     plugin=self.name,
                     parent=info.id,
                 )
