@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 import tracelet
 from tracelet.errors import TraceletError
 from tracelet.info import BackendRunRef, ParentRef
+from tracelet.replay import replay
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
 
@@ -145,3 +148,35 @@ def test_start_with_a_parent_keeps_the_parent_running(tracelet_start: Start) -> 
     assert recording(stage).metric_values("rows") == [(0, 10.0)]
     assert recording(parent).metric_values("done") == [(0, 1.0)]
     assert recording(parent).metric_values("rows") == []
+
+
+def test_a_child_left_in_the_spool_is_replayed_under_its_parent(
+    tracelet_start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = {"fixture-flaky": {"fail_first": 0}}
+    parent = tracelet_start(backends=["fixture-flaky"], config=flaky, retry_attempts=1, breaker_cooldown=600.0)
+    child = parent.child(name="late", **{"fixture-flaky": {"fail_start": 10**9}})  # its backend never starts
+    child.log_metric("x", 1.0, step=0)
+    assert parent.flush(timeout=10)
+    assert not child.stop(timeout=1)
+    assert parent.stop(timeout=10)
+
+    monkeypatch.setenv("TRACELET_FIXTURE_FLAKY_FAIL_FIRST", "0")
+    (result,) = replay(tmp_path / ".tracelet" / "spool", progress=None)
+    assert (result.run_id, result.ok, result.sent) == (child.id, True, 2)  # the parent tag and the metric
+    backend = result.plugin
+    assert isinstance(backend, RecordingBackend) and backend.run is not None and backend.run.parent is not None
+    assert backend.run.parent.run_id == f"recording-{parent.id}"  # the replayed child is linked natively too
+    assert backend.metric_values("x") == [(0, 1.0)]
+
+
+def test_starting_a_new_run_ends_the_active_one_with_its_open_children_promptly(tracelet_start: Start) -> None:
+    first = tracelet_start(backends=["recording"], stop_timeout=20.0)
+    children = [first.child(), first.child()]  # two: stopped on threads of their own
+    began = time.monotonic()
+    second = tracelet_start(backends=["recording"])
+    assert time.monotonic() - began < 10.0  # not the 20 s deadline: nothing waits on a lock start() holds
+    assert tracelet.active_run() is second
+    for child in children:
+        assert recording(child).status == tracelet.RunStatus.FINISHED
+    assert first.children == ()

@@ -37,8 +37,10 @@ _active: Run | None = None
 _thread_runs: dict[int, tuple[Run, ...]] = {}
 """Thread id -> the child runs entered on that thread (``with run.child()``), innermost last.
 
-Replaced, never changed in place (under ``_start_lock``): the logging functions read it without a lock.
+Replaced, never changed in place (under ``_thread_runs_lock``): the logging functions read it without a lock.
 Empty unless a child run is active, so the hot path pays one truthiness test."""
+_thread_runs_lock = threading.Lock()  # not _start_lock: start() holds that while stopping a run, whose children
+# stop on threads of their own and update this table
 
 
 def start(
@@ -109,8 +111,9 @@ def _deactivate(run: Run) -> None:
 
 def _reset_after_fork() -> None:
     """A forked child may have been forked while another thread held the lock: start with a fresh one."""
-    global _start_lock
+    global _start_lock, _thread_runs_lock
     _start_lock = threading.RLock()
+    _thread_runs_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -141,7 +144,7 @@ def _activate(run: Run) -> None:
     """Make a child run the active run of the calling thread (``Run.__enter__``, ``start(parent=...)``)."""
     global _thread_runs
     ident = threading.get_ident()
-    with _start_lock:
+    with _thread_runs_lock:
         runs = _thread_runs.get(ident, ())
         if (runs and runs[-1] is run) or (run._stopped and not run._inert):
             return
@@ -156,7 +159,7 @@ def _child_stopped(run: Run) -> None:
         with parent._stop_lock:
             if run in parent._children:
                 parent._children.remove(run)
-    with _start_lock:
+    with _thread_runs_lock:
         if any(run in runs for runs in _thread_runs.values()):
             remaining = {ident: tuple(r for r in runs if r is not run) for ident, runs in _thread_runs.items()}
             _thread_runs = {ident: runs for ident, runs in remaining.items() if runs}

@@ -556,6 +556,9 @@ class BackendWorker:
                     parent=info.id,
                 )
             self._run_info = attrs.evolve(self._run_info, parent=attrs.evolve(info, ref=ref))
+            with self._lock:
+                if not self._abandoned:
+                    self._guard(self._spool.set_run, self._run_info)
         self._parent = None  # resolved once; a retried start uses the same ref
 
     def _work_queued(self) -> bool:
