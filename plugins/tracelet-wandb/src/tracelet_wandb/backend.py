@@ -469,7 +469,13 @@ def _stop_at_exit() -> None:
     import tracelet
 
     run = tracelet.active_run()
-    if run is not None and run.id in _OPEN_TRACELET_RUNS:
+    if run is None:
+        return
+    ours = run.id in _OPEN_TRACELET_RUNS
+    while run.parent is not None:  # a child run active on this thread: its top run's stop() ends it too
+        run = run.parent
+        ours = ours or run.id in _OPEN_TRACELET_RUNS
+    if ours:
         run.stop(RunStatus.FINISHED)
 
 
