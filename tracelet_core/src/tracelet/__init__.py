@@ -24,7 +24,7 @@ from tracelet.api import (
 )
 from tracelet.errors import ConfigError, PermanentError, PluginError, TraceletError
 from tracelet.hookspecs import hookimpl
-from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
+from tracelet.info import BackendRunRef, ParentRef, PluginInfo, PluginKind, RunInfo
 from tracelet.plugins import register_plugin, unregister_plugin
 from tracelet.records import Artifact, Figure, Histogram, Image, Metric, Param, RunStatus, Tag, Text
 from tracelet.run import Run, RunStats
@@ -42,6 +42,7 @@ __all__ = [
     "Image",
     "Metric",
     "Param",
+    "ParentRef",
     "PermanentError",
     "PluginError",
     "PluginInfo",

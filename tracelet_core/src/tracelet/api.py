@@ -34,6 +34,13 @@ __all__ = [
 _log = get_logger()
 _start_lock = threading.RLock()
 _active: Run | None = None
+_thread_runs: dict[int, tuple[Run, ...]] = {}
+"""Thread id -> the child runs entered on that thread (``with run.child()``), innermost last.
+
+Replaced, never changed in place (under ``_thread_runs_lock``): the logging functions read it without a lock.
+Empty unless a child run is active, so the hot path pays one truthiness test."""
+_thread_runs_lock = threading.Lock()  # not _start_lock: start() holds that while stopping a run, whose children
+# stop on threads of their own and update this table
 
 
 def start(
@@ -41,9 +48,16 @@ def start(
     name: str | None = None,
     backends: Sequence[str] | None = None,
     config: Mapping[str, Any] | None = None,
+    *,
+    parent: Run | None = None,
     **options: Any,
 ) -> Run:
     """Start a run that delivers to every configured backend, and make it the active run.
+
+    With ``parent``, start a child run of ``parent`` instead (the same as
+    ``parent.child(name, ...)``, see :meth:`Run.child`): the active run is not
+    stopped, and the child is the active run of the calling thread until it
+    stops; then the run active before it is again.
 
     ``backends=None`` means every installed backend plugin that is enabled by
     default. ``config`` holds configuration keys (``{"queue_size": 10_000,
@@ -66,6 +80,15 @@ def start(
     load or to be created.
     """
     global _active
+    if parent is not None:
+        keys: dict[str, Any] = dict(config or {})
+        keys.update(options)
+        for key, value in (("project", project), ("backends", backends)):
+            if value is not None:
+                keys[key] = value
+        child = parent.child(name, **keys)
+        _activate(child)
+        return child
     with _start_lock:
         if _active is not None:
             _log.info("a run is active; finishing it before starting the new one", run=_active.id, name=_active.name)
@@ -79,7 +102,7 @@ def start(
 
         run = build_run(arguments, on_stop=_deactivate)
         _active = run
-        lifecycle.register_exit_handler(active_run)
+        lifecycle.register_exit_handler(_process_run)
         if run.info.id and not run._inert and run.settings.handle_signals:
             lifecycle.install_signal_handlers(run.settings.sigterm_grace)
         return run
@@ -94,8 +117,9 @@ def _deactivate(run: Run) -> None:
 
 def _reset_after_fork() -> None:
     """A forked child may have been forked while another thread held the lock: start with a fresh one."""
-    global _start_lock
+    global _start_lock, _thread_runs_lock
     _start_lock = threading.RLock()
+    _thread_runs_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -103,12 +127,52 @@ if hasattr(os, "register_at_fork"):
 
 
 def active_run() -> Run | None:
-    """The run started by :func:`start` and not yet stopped, if any."""
+    """The run the module-level functions log to on this thread, if any.
+
+    The innermost child run entered on this thread (``with run.child():``,
+    or started by ``start(parent=...)``) and not stopped yet; else the run
+    started by :func:`start` and not yet stopped.
+    """
+    entered = _thread_runs
+    if entered:
+        runs = entered.get(threading.get_ident())
+        if runs:
+            return runs[-1]
     return _active
 
 
+def _process_run() -> Run | None:
+    """The run started by :func:`start`: what the exit and signal handlers stop (its children with it)."""
+    return _active
+
+
+def _activate(run: Run) -> None:
+    """Make a child run the active run of the calling thread (``Run.__enter__``, ``start(parent=...)``)."""
+    global _thread_runs
+    ident = threading.get_ident()
+    with _thread_runs_lock:
+        runs = _thread_runs.get(ident, ())
+        if (runs and runs[-1] is run) or (run._stopped and not run._inert):
+            return
+        _thread_runs = {**_thread_runs, ident: (*runs, run)}
+
+
+def _child_stopped(run: Run) -> None:
+    """A child run stopped: it is no longer its parent's open child, nor any thread's active run."""
+    global _thread_runs
+    parent = run.parent
+    if parent is not None:
+        with parent._stop_lock:
+            if run in parent._children:
+                parent._children.remove(run)
+    with _thread_runs_lock:
+        if any(run in runs for runs in _thread_runs.values()):
+            remaining = {ident: tuple(r for r in runs if r is not run) for ident, runs in _thread_runs.items()}
+            _thread_runs = {ident: runs for ident, runs in remaining.items() if runs}
+
+
 def _require_run(function: str) -> Run:
-    run = _active
+    run = active_run()
     if run is None:
         raise TraceletError(f"no active run: call tracelet.start() before tracelet.{function}()")
     return run
@@ -117,6 +181,8 @@ def _require_run(function: str) -> Run:
 def log_metric(name: str, value: Any, step: int | None = None, timestamp: float | None = None) -> None:
     """Log one scalar to the active run (see :meth:`Run.log_metric`)."""
     run = _active
+    if _thread_runs:
+        run = active_run()
     if run is None:
         run = _require_run("log_metric")
     run.log_metric(name, value, step, timestamp)
@@ -167,11 +233,11 @@ def flush(timeout: float | None = None) -> bool:
 
     With no active run there is nothing to deliver: returns ``True``.
     """
-    run = _active
+    run = active_run()
     return True if run is None else run.flush(timeout)
 
 
 def stop(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> bool:
     """Stop the active run (see :meth:`Run.stop`); with none active, return ``True``."""
-    run = _active
+    run = active_run()
     return True if run is None else run.stop(status, timeout)

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from tracelet import names
 from tracelet._version import __version__
 from tracelet.errors import ConfigError, PluginError
-from tracelet.info import PluginInfo, PluginKind, RunInfo
+from tracelet.info import ParentRef, PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
 from tracelet.records import RunStatus, Tag
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from tracelet.runindex import RunIndex
     from tracelet.spool import BackendSpool
 
-__all__ = ["Configured", "build_run", "configure"]
+__all__ = ["Configured", "build_child", "build_run", "configure"]
 
 _log = get_logger()
 
@@ -65,11 +66,38 @@ def configure(arguments: Mapping[str, Any]) -> Configured:
     return Configured(entries, loaded, resolve_config(loaded, arguments, ignored_plugins=ignored))
 
 
-def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> Run:
+def build_child(parent: Run, name: str | None, options: Mapping[str, Any], on_stop: Callable[[Run], None]) -> Run:
+    """A child run of ``parent`` (``run.child()``): the parent's configuration, with ``options`` on top.
+
+    The plugins the parent's ``start()`` discovered are reused (no discovery
+    again); ``options`` are configuration keys as for ``start()``, a plugin's
+    table merged into the parent's (``wandb={"job_type": "fold"}`` keeps the
+    parent's other W&B keys). The child delivers to the parent's backends
+    unless ``backends`` is given; collectors and framework patches stay the
+    parent's. ``name`` defaults to ``<parent name>-<n>``, the n-th child.
+    """
+    if parent._inert:  # a rank that does not log, or a forked child: the child logs nothing either
+        return _inert_child(parent, name, on_stop)
+    arguments: dict[str, Any] = dict(parent._arguments)
+    arguments["project"] = parent.project
+    arguments["backends"] = parent.backends
+    for key, value in options.items():
+        previous = arguments.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            arguments[key] = {**previous, **value}
+        elif value is not None:
+            arguments[key] = tuple(value) if key == "backends" else value
+    arguments["name"] = name or f"{parent.name}-{len(parent._child_names) + 1}"
+    parent._child_names.append(arguments["name"])
+    return build_run(arguments, on_stop, parent=parent)
+
+
+def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None], *, parent: Run | None = None) -> Run:
     """Discover plugins, resolve the configuration, create the plugins and start a run's threads.
 
     ``arguments`` are ``start()``'s configuration keys; ``on_stop`` is called when the run stops (the
-    API clears its active run). Raises what ``start()`` documents.
+    API clears its active run). Raises what ``start()`` documents. A child run (``parent`` given)
+    reuses the parent's plugins as discovered and gets its backends only (see :func:`build_child`).
     """
     # Imported here, not at module level: tests replace tracelet.plugins.hooks_of, and the machinery
     # stays out of `import tracelet`.
@@ -88,7 +116,14 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     from tracelet.spool import OFFLINE_DIR
     from tracelet.worker import BackendWorker
 
-    configured = configure(arguments)
+    if parent is None or parent._configured is None:
+        configured = configure(arguments)
+    else:
+        from tracelet.config import resolve_config
+
+        found = parent._configured
+        ignored = frozenset(entry.name for entry in found.entries if entry.info is None)
+        configured = Configured(found.entries, found.loaded, resolve_config(found.loaded, arguments, ignored_plugins=ignored))
     entries, loaded, resolved = configured.entries, configured.loaded, configured.resolved
     core = resolved.core
     failed = [entry for entry in entries if entry.status == "failed"]
@@ -98,12 +133,16 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
 
     rank = global_rank()
     if rank not in (None, 0) and not core.log_all_ranks:
-        return _inert_run(core, rank, on_stop)
+        inert = _inert_run(core, rank, on_stop)
+        inert._configured, inert._arguments, inert.parent = configured, dict(arguments), parent
+        return inert
     selected = _select_plugins(loaded, resolved)
     offline = core.mode == "offline"
     targets = tuple(info.name for info in selected if info.kind is PluginKind.BACKEND)
     if offline:  # no backend is created: nothing of theirs is imported or contacted
         selected = [info for info in selected if info.kind is not PluginKind.BACKEND]
+    if parent is not None:  # collectors sample, and frameworks are patched, once: for the parent
+        selected = [info for info in selected if info.kind is PluginKind.BACKEND]
     instances: dict[str, tuple[PluginInfo, object, pluggy.HookRelay]] = {}
     for info in selected:
         try:
@@ -122,7 +161,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
             instances.pop(name)
         by_kind[PluginKind.COLLECTOR] = []
     spool_root = Path(core.spool_dir).absolute()
-    index = _claim_run_id(core, spool_root, rank)
+    index = _claim_run_id(core, spool_root, rank) if parent is None else None  # a child never takes the id of its parent
     run_name = core.name or time.strftime("run-%Y%m%d-%H%M%S")
     if rank not in (None, 0):
         run_name = f"{run_name}-rank{rank}"
@@ -138,13 +177,14 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         backends=targets if offline else tuple(by_kind[PluginKind.BACKEND]),
         plugins=tuple(instances),
         resume={} if index is None else {name: ref.id for name, ref in index.refs().items()},
+        parent=None if parent is None else ParentRef(parent.id, parent.name),
     )
     resumed = index is not None
     try:  # a resumed run takes over the spools its previous process left
         if index is not None:
             index.save(run_info)
-        names = [OFFLINE_DIR] if offline else by_kind[PluginKind.BACKEND]
-        spools = {name: _spool(core, spool_root / run_info.id / name, run_info, name, resumed=resumed) for name in names}
+        spooled = [OFFLINE_DIR] if offline else by_kind[PluginKind.BACKEND]
+        spools = {name: _spool(core, spool_root / run_info.id / name, run_info, name, resumed=resumed) for name in spooled}
     except BaseException:
         if index is not None:
             index.release()
@@ -157,7 +197,8 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         breaker_cooldown=core.breaker_cooldown,
         spool_after=core.spool_after,
     )
-    left = [path for path in pending_spools(spool_root) if path.parent.name != run_info.id]  # ours is delivered first
+    left = [path for path in pending_spools(spool_root) if path.parent.name != run_info.id] if parent is None else []
+    # ours is delivered first; a child's parent said it once
     if left:
         _log.warning(
             "undelivered records from earlier runs are waiting in the spool; run `tracelet replay` to deliver them",
@@ -165,6 +206,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
             runs=len({path.parent.name for path in left}),
             spool_dir=str(spool_root),
         )
+    parent_workers = {} if parent is None else {worker.name: worker for worker in parent._dispatcher.workers}
     workers = [
         BackendWorker(
             name,
@@ -176,6 +218,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
             spool=spools[name],
             policy=policy,
             on_started=None if index is None else index.record,
+            parent=None if parent is None else parent_workers.get(name),
         )
         for name in by_kind[PluginKind.BACKEND]
     ]
@@ -191,6 +234,11 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     collectors = [
         CollectorThread(name, instances[name][2], run_info, dispatcher.submit) for name in by_kind[PluginKind.COLLECTOR]
     ]
+    if core.self_metrics and workers:
+        from tracelet.selfmetrics import NAME, SelfMetrics
+
+        sampler = SelfMetrics(workers, core.self_metrics_interval)
+        collectors.append(CollectorThread(NAME, hooks_of(sampler, NAME), run_info, dispatcher.submit))
     run = Run(
         run_info,
         dispatcher,
@@ -199,6 +247,11 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         settings=core,
         on_stop=on_stop,
     )
+    run._configured = configured
+    run._arguments = dict(arguments)
+    run.parent = parent
+    if parent is not None:  # every backend keeps the link, whether or not it maps nesting natively
+        dispatcher.submit(Tag(names.TRACELET_PARENT_RUN_ID, parent.id))
     if rank is not None:  # log_all_ranks: every rank's run says which process it is
         dispatcher.submit(Tag("tracelet.rank", str(rank)))
         dispatcher.submit(Tag("tracelet.node", socket.gethostname()))
@@ -211,6 +264,9 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
     dispatcher.start()
     for collector in collectors:
         collector.start()
+    if parent is not None:
+        _log.debug("child run started", run=run_info.id, name=run_info.name, parent=parent.id)
+        return run
     patcher = FrameworkPatcher([(name, instances[name][2]) for name in by_kind[PluginKind.FRAMEWORK]], run, strict=core.strict)
     run._attach_unpatch(patcher.stop)
     if index is not None:
@@ -289,6 +345,27 @@ def _inert_run(core: CoreSettings, rank: int, on_stop: Callable[[Run], None]) ->
     run = Run(info, Dispatcher([], intake_size=1, linger=0.0), [], {}, settings=inert_settings, on_stop=on_stop)
     run._make_inert()
     _log.debug("not logging on this rank (only global rank 0 logs; set log_all_ranks to change it)", rank=rank)
+    return run
+
+
+def _inert_child(parent: Run, name: str | None, on_stop: Callable[[Run], None]) -> Run:
+    from tracelet.dispatcher import Dispatcher
+    from tracelet.run import Run
+
+    parent._child_names.append(name or f"{parent.name}-{len(parent._child_names) + 1}")
+    info = RunInfo(
+        id="",
+        project=parent.project,
+        name=parent._child_names[-1],
+        start_time=time.time(),
+        tracelet_version=__version__,
+        backends=(),
+        plugins=(),
+        parent=ParentRef(parent.id, parent.name),
+    )
+    run = Run(info, Dispatcher([], intake_size=1, linger=0.0), [], {}, settings=parent.settings, on_stop=on_stop)
+    run._make_inert()
+    run.parent = parent
     return run
 
 

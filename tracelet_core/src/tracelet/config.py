@@ -104,6 +104,11 @@ class CoreSettings:
     )
     """With ``run_id``: ``allow`` (default) continues a known run or starts it, ``must`` requires a known run,
     ``never`` requires a new one."""
+    self_metrics: bool = False
+    """Log Tracelet's own delivery figures as metrics of the run, per backend: ``tracelet/<backend>/queue``,
+    ``/spooled``, ``/delivered``, ``/latency_p50``, ``/latency_p99``, ``/breaker`` (see docs/self-metrics.md)."""
+    self_metrics_interval: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    """Seconds between two samples of Tracelet's own metrics (when ``self_metrics`` is on)."""
 
 
 @attrs.frozen

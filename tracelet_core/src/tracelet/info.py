@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BackendRunRef", "PluginInfo", "PluginKind", "RunInfo"]
+__all__ = ["BackendRunRef", "ParentRef", "PluginInfo", "PluginKind", "RunInfo"]
 
 
 class PluginKind(str, enum.Enum):
@@ -91,6 +91,13 @@ class RunInfo:
 
     A backend finds the run to attach to with ``run.resume.get(run.backend)``,
     without hard-coding its own name."""
+    parent: ParentRef | None = None
+    """Set for a child run (``run.child()``, ``tracelet.start(parent=run)``): which run it is nested under.
+
+    A backend maps the relation natively when it can (MLflow's ``mlflow.parentRunId``
+    tag, W&B's group, ClearML's parent task, AIM's experiment). Core also tags every
+    child run ``tracelet.parent_run_id`` (the parent's Tracelet id), so a backend with
+    no notion of nesting needs to do nothing."""
 
 
 @attrs.frozen
@@ -101,3 +108,25 @@ class BackendRunRef:
     """The backend's own run id: what ``run.resume`` hands back to attach to this run later."""
     url: str | None = None
     """Where a person can see the run, if the backend has such a page; both show in ``run.stats()[name]``."""
+
+
+@attrs.frozen
+class ParentRef:
+    """The run a child run is nested under, as handed to one backend (``RunInfo.parent``)."""
+
+    id: str
+    """The parent's Tracelet run id."""
+    name: str
+    """The parent's run name."""
+    ref: BackendRunRef | None = None
+    """The parent's run in the backend this ``RunInfo`` was handed to (``run.backend``).
+
+    Core starts a child's backend only once the parent's run in that backend has
+    started (waiting at most 30 seconds), so this is set whenever the parent
+    delivers to the same backend and its start succeeded. ``None`` when the parent
+    does not use this backend, its start failed or did not finish in that time."""
+
+    @property
+    def run_id(self) -> str | None:
+        """The parent's run id in this backend (``ref.id``), or ``None``."""
+        return None if self.ref is None else self.ref.id

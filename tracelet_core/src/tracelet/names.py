@@ -19,6 +19,7 @@ __all__ = [
     "GIT_REMOTE_URL",
     "GIT_ROOT",
     "SYSTEM_METRIC_PREFIX",
+    "TRACELET_PARENT_RUN_ID",
     "TRACELET_PLUGINS",
     "TRACELET_RANK",
     "TRACELET_VERSION",
@@ -53,3 +54,5 @@ SYSTEM_METRIC_PREFIX = "system/"
 TRACELET_VERSION = "tracelet.version"
 TRACELET_PLUGINS = "tracelet.plugins"
 TRACELET_RANK = "tracelet.rank"
+TRACELET_PARENT_RUN_ID = "tracelet.parent_run_id"
+"""Set by core on every child run (``run.child()``): the parent's Tracelet run id."""

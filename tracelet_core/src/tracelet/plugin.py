@@ -10,7 +10,8 @@ What is here, by role:
 
 - declaring a plugin: :data:`hookimpl`, :class:`PluginInfo`, :class:`PluginKind`;
 - a run's identity: :class:`RunInfo` (``run.backend`` is the name your backend
-  was started under; ``run.resume.get(run.backend)`` is the run to attach to),
+  was started under; ``run.resume.get(run.backend)`` is the run to attach to;
+  ``run.parent``, a :class:`ParentRef`, the run a child run is nested under),
   :class:`BackendRunRef`, :class:`RunStatus`; :class:`Run`, the live run a
   framework plugin's ``tracelet_patch`` hook logs to;
 - the records backends receive and collectors emit: :class:`Metric`,
@@ -40,7 +41,7 @@ from __future__ import annotations
 from tracelet import names
 from tracelet.errors import PermanentError, TraceletError
 from tracelet.hookspecs import hookimpl
-from tracelet.info import BackendRunRef, PluginInfo, PluginKind, RunInfo
+from tracelet.info import BackendRunRef, ParentRef, PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
 from tracelet.media import encode_png
 from tracelet.patching import PatchSet, capture_errors
@@ -73,6 +74,7 @@ __all__ = [
     "Metric",
     "Param",
     "ParamValue",
+    "ParentRef",
     "PatchSet",
     "PermanentError",
     "PluginInfo",

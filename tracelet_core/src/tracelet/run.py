@@ -36,6 +36,7 @@ from tracelet.values import (
 )
 
 if TYPE_CHECKING:
+    from tracelet.assembly import Configured
     from tracelet.collectors import CollectorThread
     from tracelet.config import CoreSettings
     from tracelet.dispatcher import Dispatcher
@@ -110,6 +111,12 @@ class Run:
         self._inherited = False  # inert because a forked child inherited it (see _make_inert)
         self._stop_result = False
         self._tally = dispatcher.tally
+        self.parent: Run | None = None
+        """The run this one is nested under (see :meth:`child`), or ``None``."""
+        self._children: list[Run] = []  # open children, under _stop_lock
+        self._child_names: list[str] = []
+        self._configured: Configured | None = None  # what start() discovered and resolved: a child reuses it
+        self._arguments: dict[str, Any] = {}  # start()'s configuration keys: a child starts from them
         if settings.strict:
             # Strict mode checks metric names on the caller's thread, to raise there. Otherwise the
             # router checks them, which keeps the hot path free of the test.
@@ -153,6 +160,57 @@ class Run:
     @property
     def strict(self) -> bool:
         return self._strict
+
+    # --- nested runs ------------------------------------------------------------------
+
+    def child(self, name: str | None = None, **options: Any) -> Run:
+        """Start a run nested under this one (a cross-validation fold, a sweep's trial, a pipeline's stage).
+
+        The child is a full run, with its own backend workers, started at once
+        and returned: ``fold.log_metric(...)`` works from any thread. Used as a
+        context manager (``with run.child(name="fold-1") as fold:``) it is, on
+        the thread that entered it, the run that the module-level functions
+        (``tracelet.log_metric``, ``tracelet.active_run()``) use, until the
+        ``with`` block ends; then it stops, and the run active before it is
+        active again. Other threads are not affected: three threads may each
+        hold a child of their own.
+
+        ``options`` are configuration keys as for :func:`tracelet.start`, on
+        top of this run's (a plugin's table is merged into this run's:
+        ``wandb={"job_type": "fold"}``); by default the child delivers to
+        this run's backends with its configuration, in its project. ``name``
+        defaults to ``<this run's name>-<n>``. Collectors and framework
+        patches stay this run's.
+
+        Each backend links the child to this run natively where it can
+        (``RunInfo.parent``; MLflow's nested runs, W&B's group, ClearML's
+        parent task, AIM's experiment and ``tracelet.parent_run_id``), and
+        every backend gets the tag ``tracelet.parent_run_id``. A child's
+        backend starts once this run's run in that backend has started.
+
+        :meth:`stop` on this run stops its open children first. Raises
+        :class:`~tracelet.errors.TraceletError` once this run has stopped.
+        """
+        from tracelet.api import _child_stopped
+        from tracelet.assembly import build_child
+
+        if self._stopped and not self._inert:
+            self._raise_stopped()
+        run = build_child(self, name, options, on_stop=_child_stopped)
+        with self._stop_lock:
+            adopted = not self._stopped or self._inert
+            if adopted and not run._inert:
+                self._children.append(run)
+        if not adopted:  # this run stopped meanwhile (another thread, a signal)
+            run.stop(RunStatus.KILLED, timeout=0)
+            self._raise_stopped()
+        return run
+
+    @property
+    def children(self) -> tuple[Run, ...]:
+        """The child runs started from this run (:meth:`child`) and not stopped yet."""
+        with self._stop_lock:
+            return tuple(self._children)
 
     # --- logging (caller's thread) ------------------------------------------------------
 
@@ -354,7 +412,9 @@ class Run:
             if self._stopped:
                 return self._stop_result
             self._stopped = True
+            children = list(self._children)
         self._on_stop(self)
+        children_ended = self._stop_children(children, status, deadline)
         if self._unpatch is not None:
             self._unpatch()
         for collector in self._collectors:
@@ -363,7 +423,9 @@ class Run:
         for callback in self._after_stop:
             callback()
         backend_stats = self.stats().backends.values()
-        self._stop_result = ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
+        self._stop_result = (
+            ended and children_ended and all(s.failed == 0 and s.dropped == 0 and s.state == "ended" for s in backend_stats)
+        )
         if not ended:
             _log.warning(
                 "stop() deadline reached; what some backends did not deliver is in the spool for `tracelet replay`",
@@ -383,6 +445,10 @@ class Run:
         )
 
     def __enter__(self) -> Run:
+        if self.parent is not None:
+            from tracelet.api import _activate
+
+            _activate(self)  # a child: the module-level functions of this thread use it until __exit__
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
@@ -395,6 +461,27 @@ class Run:
         return f"<tracelet.Run {self.name!r} id={self.id} project={self.project!r} backends={list(self.backends)}>"
 
     # --- internals -------------------------------------------------------------------------
+
+    def _stop_children(self, children: list[Run], status: RunStatus, deadline: float) -> bool:
+        """Stop the open children before this run, all by ``deadline``, each on a thread (several at once).
+
+        ``True`` when each of them delivered everything and ended in time.
+        """
+        if not children:
+            return True
+        if len(children) == 1:
+            return children[0].stop(status, max(0.0, deadline - time.monotonic()))
+        results: list[bool] = []
+
+        def stop(child: Run) -> None:
+            results.append(child.stop(status, max(0.0, deadline - time.monotonic())))
+
+        threads = [threading.Thread(target=stop, args=(child,), name="tracelet-stop-child", daemon=True) for child in children]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return len(results) == len(children) and all(results)
 
     def _attach_unpatch(self, unpatch: Callable[[], object]) -> None:
         """What ``stop()`` calls first: undo the framework patches (a callable, so this module needs no patching)."""
@@ -474,6 +561,8 @@ class Run:
         self._stopped = True
         self._stop_result = True
         self._stop_lock = threading.RLock()
+        for child in self._children:  # a forked child inherits the open children too
+            child._make_inert(inherited=inherited)
 
     def _raise_stopped(self) -> None:
         if self._inert:

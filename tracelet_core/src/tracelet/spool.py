@@ -514,6 +514,13 @@ class BackendSpool:
             return False
         return True
 
+    def set_run(self, run: RunInfo) -> None:
+        """Replace the run's identity (a child run's, once its parent's backend run is known); rewritten in
+        ``meta.json`` if it exists, so that ``tracelet replay`` creates the backend's run with it."""
+        self._run = run
+        if self._lock_file is not None:
+            self._write_meta()
+
     def set_ref(self, ref: BackendRunRef | None) -> None:
         """Remember the backend's own run (replay resumes it); rewritten in ``meta.json`` if it exists."""
         self._ref = ref

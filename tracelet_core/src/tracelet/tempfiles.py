@@ -51,9 +51,9 @@ def _remove(path: Path) -> None:
 
 def _remove_at_exit() -> None:
     """Stop the active run (so that its backends are done with the files), then remove every directory."""
-    from tracelet.api import active_run  # deferred: tracelet.api imports most of core
+    from tracelet.api import _process_run  # deferred: tracelet.api imports most of core
 
-    run = active_run()
+    run = _process_run()  # the run start() started: its stop() ends its child runs too
     if run is not None:
         # Core's own exit handler does the same; whichever runs first stops the run, the other is a no-op.
         run.stop()

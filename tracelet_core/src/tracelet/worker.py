@@ -52,6 +52,8 @@ _IDLE_WAIT = 0.5  # seconds; a safety net only, wake-ups come from events
 _TICK = 0.25  # seconds a worker reading an empty spool waits before looking again
 _MAX_LOGGED_ERRORS = 20  # distinct errors logged per backend; later ones are only counted
 _MAX_INTERNAL_ERRORS = 10  # consecutive unexpected errors in the worker's own code before it gives up
+PARENT_WAIT = 30.0  # seconds a child run's backend waits for its parent's run in that backend to start
+LATENCY_WINDOW = 1024  # batch latencies kept for Tracelet's own metrics, between two samples
 
 WorkerState = Literal["starting", "running", "failed", "ended"]
 
@@ -211,6 +213,7 @@ class BackendWorker:
         spool: BackendSpool,
         policy: DeliveryPolicy | None = None,
         on_started: Callable[[str, BackendRunRef | None], object] | None = None,
+        parent: BackendWorker | None = None,
     ) -> None:
         """``on_started(name, ref)`` is called on the worker's thread once the backend started (the run index)."""
         self.name = name
@@ -258,11 +261,32 @@ class BackendWorker:
         self._logged_errors: set[str] = set()
         self._latency: float | None = None
         self._max_latency: float | None = None
+        self._parent = parent
+        """A child run's: the parent run's worker of the same backend, until its ref is known (see _with_parent)."""
+        self.started = threading.Event()
+        """Set once the backend's start hook returned or failed for good, or the worker ended: what a child waits for."""
+        self._latencies: deque[float] | None = None
+        """Seconds from logging to delivery, one per delivered batch: only while Tracelet's own metrics are on."""
 
     # --- router side ---------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+
+    def measure_latency(self) -> None:
+        """Keep each delivered batch's latency for :meth:`take_latencies` (Tracelet's own metrics; off by default)."""
+        self._latencies = deque(maxlen=LATENCY_WINDOW)
+
+    def take_latencies(self) -> list[float]:
+        """The batch latencies kept since the last call (at most ``LATENCY_WINDOW``, the newest); any thread."""
+        if self._latencies is None:
+            return []
+        taken, self._latencies = self._latencies, deque(maxlen=LATENCY_WINDOW)
+        return list(taken)
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self._breaker.state
 
     def put(self, entries: Sequence[object], records: int) -> None:
         """Queue segments and requests holding ``records`` records (router thread only).
@@ -427,6 +451,8 @@ class BackendWorker:
             self._work_loop()
         except BaseException as error:  # noqa: BLE001 - the last resort: the records go to disk, stop() is told
             self._died(error)
+        finally:
+            self.started.set()  # a child waiting for this backend's start waits no more
 
     def _work_loop(self) -> None:
         errors = 0  # consecutive unexpected errors in our own code
@@ -492,21 +518,54 @@ class BackendWorker:
         """Start the backend if needed (with retries); ``False`` while it cannot be started."""
         if self._state != "starting":
             return True
+        if self._parent is not None:
+            self._with_parent(self._parent)
         outcome = self._call("tracelet_backend_start", {"run": self._run_info})
         if outcome is _Outcome.DIVERTED:
             return False
         if outcome is _Outcome.REJECTED:
             self._state = "failed"
+            self.started.set()
             return True
         ref = self._result
         self._ref = ref if isinstance(ref, BackendRunRef) else None
         self._state = "running"
+        self.started.set()
         with self._lock:
             if not self._abandoned:
                 self._guard(self._spool.set_ref, self._ref)
         if self._on_started is not None:
             self._on_started(self.name, self._ref)
         return True
+
+    def _with_parent(self, parent: BackendWorker) -> None:
+        """A child run: wait (bounded) for the parent's run in this backend, and hand its ref to the start hook.
+
+        The wait ends when the parent's start hook returned or failed for good,
+        after :data:`PARENT_WAIT` seconds, or at ``stop()``'s deadline; records
+        logged meanwhile wait in the queue (or the spool) as for any slow start.
+        """
+        deadline = time.monotonic() + PARENT_WAIT
+        while not parent.started.is_set() and not self._abandoned:
+            now = time.monotonic()
+            end = self._end
+            if now >= deadline or (end is not None and now >= end.deadline):
+                break
+            parent.started.wait(min(0.1, deadline - now))
+        info = self._run_info.parent
+        if info is not None:
+            ref = parent.ref
+            if ref is None:
+                _log.warning(
+                    "the parent run has no run in this backend yet: the child is linked by the tracelet.parent_run_id tag only",
+                    plugin=self.name,
+                    parent=info.id,
+                )
+            self._run_info = attrs.evolve(self._run_info, parent=attrs.evolve(info, ref=ref))
+            with self._lock:
+                if not self._abandoned:
+                    self._guard(self._spool.set_run, self._run_info)
+        self._parent = None  # resolved once; a retried start uses the same ref
 
     def _work_queued(self) -> bool:
         """Deliver what is queued in memory now; ``False`` after the end request."""
@@ -693,6 +752,8 @@ class BackendWorker:
         if timestamp is not None:
             self._latency = time.time() - timestamp
             self._max_latency = max(self._max_latency or 0.0, self._latency)
+            if self._latencies is not None:
+                self._latencies.append(self._latency)
 
     def _set_aside(self, records: Sequence[Any]) -> None:
         """Records the backend refused for good: counted as failed, kept in the spool's rejected part."""

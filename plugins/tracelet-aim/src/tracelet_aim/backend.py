@@ -72,7 +72,10 @@ PARAMS_KEY = "hparams"
 TAGS_KEY = "tags"
 """The run param holding Tracelet's tags, ``{name: value}`` (as ``aim convert mlflow`` stores MLflow's tags)."""
 TRACELET_KEY = "tracelet"
-"""The run param ``{"run_id", "version", "plugins", "status"}``: status is FINISHED, FAILED, KILLED or RUNNING."""
+"""The run param ``{"run_id", "version", "plugins", "status"}``: status is FINISHED, FAILED, KILLED or RUNNING.
+
+A child run (``run.child()``) also has ``parent_run_id`` (the parent's Tracelet id) and ``parent_hash``
+(the parent's AIM run hash, when the parent delivers to AIM)."""
 LABEL_EXCLUDED_PREFIXES = ("tracelet.", "git.", "env.")
 """Tags under these prefixes (set by Tracelet and its collectors) are run params only, not AIM labels."""
 
@@ -130,7 +133,8 @@ class AimBackend:
         from aim.sdk.errors import MissingRunError  # aim: ~0.9 s, here on the worker thread, never at discovery
         from aim.sdk.run import Run
 
-        resume = self.settings.run_hash or run.resume.get(run.backend)
+        # A child run (run.parent) inherits its parent's settings: their run_hash and run_name name the parent's run.
+        resume = (None if run.parent else self.settings.run_hash) or run.resume.get(run.backend)
         try:
             aim_run = Run(
                 run_hash=resume,
@@ -184,13 +188,18 @@ class AimBackend:
             self._load(aim_run)
             aim_run.set((TRACELET_KEY, "status"), "RUNNING", strict=False)
         else:
-            aim_run.name = self.settings.run_name or run.name
-            aim_run[TRACELET_KEY] = {
+            aim_run.name = run.name if run.parent else (self.settings.run_name or run.name)
+            own: dict[str, str] = {
                 "run_id": run.id,
                 "version": run.tracelet_version,
                 "plugins": ",".join(run.plugins),
                 "status": "RUNNING",
             }
+            if run.parent is not None:  # a child run: in its parent's experiment, with the parent named
+                own["parent_run_id"] = run.parent.id
+                if run.parent.run_id:
+                    own["parent_hash"] = run.parent.run_id
+            aim_run[TRACELET_KEY] = own
         if aim_run.artifacts_uri is None:
             uri = self.settings.artifacts_uri
             if uri is None and not is_remote(self.repo):

@@ -172,7 +172,9 @@ class ClearmlBackend:
 
     @hookimpl
     def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
-        """Create the ClearML task (or continue ``settings.task_id`` / ``run.resume.get(run.backend)``)."""
+        """Create the ClearML task (or continue ``settings.task_id`` / ``run.resume.get(run.backend)``).
+
+        A child run (``run.parent``) gets a task of its own whose parent is the parent run's task."""
         _in_process_reporter()
         from clearml import Task  # here, on the worker thread, never at discovery
 
@@ -210,8 +212,11 @@ class ClearmlBackend:
         settings = self.settings
         if settings.offline is not None:
             Task.set_offline(offline_mode=settings.offline)
-        resume_id = settings.task_id or run.resume.get(run.backend)
+        # A child run (run.parent) inherits its parent's settings: their task_id and task_name name the parent's task.
+        resume_id = (None if run.parent else settings.task_id) or run.resume.get(run.backend)
         task = _LIVE_TASKS.get(resume_id) if resume_id else None
+        if task is None and run.parent is not None and not resume_id:
+            return self._child_task(Task, run)
         current = Task.current_task()
         if task is None and current is not None:
             # ClearML allows one main task per process: the script's own, or one left open by this plugin.
@@ -239,6 +244,29 @@ class ClearmlBackend:
             if resume_id:
                 task.set_initial_iteration(0)  # ClearML offsets a continued task's iterations: steps stay Tracelet's
             _LIVE_TASKS[task.id] = task
+        return task
+
+    def _child_task(self, Task: Any, run: RunInfo) -> Any:  # Task: clearml's class, imported by the caller
+        """A new task, beside the process's main task, whose parent is the parent run's task (``run.parent``).
+
+        ``Task.init`` makes the process's one main task (a second call returns
+        it), and the public ``Task.create`` refuses offline mode and populates
+        the task from the repository; ``Task._create`` makes a plain task, online
+        and offline, which ClearML's own ``Task.create`` builds on.
+        """
+        assert run.parent is not None
+        settings = self.settings
+        create = getattr(Task, "_create", None) or Task.create
+        task = create(project_name=settings.project or run.project, task_name=run.name, task_type=settings.task_type)
+        if run.parent.run_id:
+            task.set_parent(run.parent.run_id)
+        labels = [tag.strip() for tag in (settings.tags or "").split(",") if tag.strip()]
+        if labels:
+            task.add_tags(labels)
+        if settings.output_uri:
+            task.output_uri = settings.output_uri
+        task.mark_started(force=True)
+        _LIVE_TASKS[task.id] = task
         return task
 
     @hookimpl
@@ -513,5 +541,11 @@ def _stop_at_exit() -> None:
     import tracelet
 
     run = tracelet.active_run()
-    if run is not None and run.id in _OPEN_TRACELET_RUNS:
+    if run is None:
+        return
+    ours = run.id in _OPEN_TRACELET_RUNS
+    while run.parent is not None:  # a child run active on this thread: its top run's stop() ends it too
+        run = run.parent
+        ours = ours or run.id in _OPEN_TRACELET_RUNS
+    if ours:
         run.stop(RunStatus.FINISHED)

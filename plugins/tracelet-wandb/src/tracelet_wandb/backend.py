@@ -155,13 +155,17 @@ class WandbBackend:
 
     @hookimpl
     def tracelet_backend_start(self, run: RunInfo) -> BackendRunRef:
-        """Create the W&B run (or resume ``settings.run_id`` / ``run.resume.get(run.backend)``)."""
+        """Create the W&B run (or resume ``settings.run_id`` / ``run.resume.get(run.backend)``).
+
+        A child run (``run.parent``) goes into the W&B group named after its parent
+        (``settings.group`` wins), with ``settings.job_type`` as its job type."""
         import wandb  # ~0.5 s with the wandb-core service: here on the worker thread, never at discovery
         from wandb.sdk import wandb_setup
 
         self._wandb = wandb
         settings = self.settings
-        resume_id = settings.run_id or run.resume.get(run.backend)
+        # A child run (run.parent) inherits its parent's settings: their run_id and run_name name the parent's run.
+        resume_id = (None if run.parent else settings.run_id) or run.resume.get(run.backend)
         live = _LIVE_RUNS.get(resume_id) if resume_id else None
         if live is not None and not getattr(live, "_is_finished", False):
             # A run of this process abandoned at stop()'s deadline is still open in W&B, which refuses a
@@ -177,9 +181,10 @@ class WandbBackend:
                 dir=settings.dir,
                 id=resume_id,
                 resume="allow" if resume_id else None,
-                name=settings.run_name or run.name,
+                name=run.name if run.parent else (settings.run_name or run.name),
                 notes=settings.notes,
-                group=settings.group,
+                # a child run joins the group named after its parent (cross-validation folds, a sweep's trials)
+                group=settings.group or (run.parent.name if run.parent else None),
                 job_type=settings.job_type,
                 mode=settings.mode,  # type: ignore[arg-type]  # checked by WandbSettings
                 reinit="create_new",
@@ -500,7 +505,13 @@ def _stop_at_exit() -> None:
     import tracelet
 
     run = tracelet.active_run()
-    if run is not None and run.id in _OPEN_TRACELET_RUNS:
+    if run is None:
+        return
+    ours = run.id in _OPEN_TRACELET_RUNS
+    while run.parent is not None:  # a child run active on this thread: its top run's stop() ends it too
+        run = run.parent
+        ours = ours or run.id in _OPEN_TRACELET_RUNS
+    if ours:
         run.stop(RunStatus.FINISHED)
 
 
