@@ -29,7 +29,7 @@ from tracelet.doctor import GRACE, diagnose
 from tracelet.spool import BackendSpool, encode_records
 from tracelet_fixtures import hanging
 
-COMMANDS = ("plugins", "config", "doctor", "replay", "new-plugin")
+COMMANDS = ("plugins", "config", "doctor", "replay", "sync", "new-plugin")
 LONG = "a-project-name-" + "x" * 150 + "-end"
 
 

@@ -324,7 +324,7 @@ def _parser() -> argparse.ArgumentParser:
     sync = _command(
         commands,
         "sync",
-        "deliver offline runs (and what online runs left) to their backends, each record once",
+        "deliver offline runs to their backends, each record once",
         "  tracelet sync\n  tracelet sync --backend mlflow --backend wandb\n"
         "  tracelet sync .tracelet/spool/<run id> --backend wandb\n",
     )
