@@ -176,6 +176,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None]) -> R
         collector.start()
     patcher = FrameworkPatcher([(name, instances[name][2]) for name in by_kind[PluginKind.FRAMEWORK]], run, strict=core.strict)
     run._attach_unpatch(patcher.stop)
+    run._attach_watchers(patcher.watch, patcher.unwatch)
     try:
         patcher.start()
     except Exception:
