@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -74,14 +75,21 @@ def cnn(device: str = "cpu") -> torch.nn.Sequential:
     ).to(device)
 
 
+def batches(steps: int, device: str = "cpu") -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randn(5, 1, 8, 8, generator=generator).to(device) for _ in range(steps)]
+
+
 def train(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int, device: str = "cpu"
 ) -> list[dict[str, torch.Tensor]]:
     """Train; return, for each step, copies of the gradients and parameters the step saw (before the update)."""
-    generator = torch.Generator().manual_seed(1)
+    return train_on(model, optimizer, batches(steps, device))
+
+
+def train_on(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     seen = []
-    for _ in range(steps):
-        inputs = torch.randn(5, 1, 8, 8, generator=generator).to(device)
+    for inputs in data:
         optimizer.zero_grad()
         model(inputs).pow(2).mean().backward()
         snapshot = {}
@@ -119,8 +127,17 @@ def test_histograms_equal_numpy_s_with_one_host_copy_per_logging_step(
     model = cnn(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tracelet.watch(model, log="all", every=3)
-    with CopiesToHost() as copies:
-        seen = train(model, optimizer, steps=8, device=device)
+    data = batches(8, device)
+    with warnings.catch_warnings(record=True) as caught, CopiesToHost() as copies:
+        warnings.simplefilter("always")
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("warn")  # a warning for each operation that waits for the GPU
+        try:
+            seen = train_on(model, optimizer, data)
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
     assert run.stop(timeout=30)
 
     histograms = recording_of(run).of_type(Histogram)
@@ -135,6 +152,8 @@ def test_histograms_equal_numpy_s_with_one_host_copy_per_logging_step(
     assert copies.to_host == 3
     assert copies.operators["bucketize"] == 3 * len(expected_names)
     assert copies.operators["_local_scalar_dense"] == 0
+    if device == "cuda":  # the training loop itself does not synchronise: each logging step adds one wait, its copy
+        assert len([w for w in caught if "synchroniz" in str(w.message)]) == 3
 
 
 def test_gradients_only_by_default_and_bins_from_the_settings(tracelet_start: Callable[..., Run]) -> None:

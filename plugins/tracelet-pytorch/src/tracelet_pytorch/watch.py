@@ -30,6 +30,7 @@ import weakref
 from typing import Any
 
 from tracelet.plugin import Histogram, Run, artifact_dir
+from tracelet_pytorch.settings import PLUGIN_NAME
 
 __all__ = ["ModelWatcher"]
 
@@ -37,7 +38,7 @@ _STATS = 5  # minimum, maximum, total, sum of squares, count
 
 
 class _Watched:
-    __slots__ = ("clock", "every", "label", "log", "model", "parameters")
+    __slots__ = ("clock", "every", "label", "log", "model", "others", "parameters")
 
     def __init__(self, model: Any, label: str, log: str, every: int) -> None:
         self.model = weakref.ref(model)
@@ -45,6 +46,7 @@ class _Watched:
         self.log = log
         self.every = every
         self.clock: int | None = None  # id() of the optimizer whose steps this model's histograms follow
+        self.others: set[int] = set()  # ids of optimizers seen stepping none of its parameters
         self.parameters: list[tuple[str, Any]] = list(model.named_parameters())
 
 
@@ -87,7 +89,10 @@ class ModelWatcher:
         """Before an optimizer step: log the histograms of the models it steps, every ``every`` steps."""
         for watched in self._watched.values():
             if watched.clock is None:
+                if id(optimizer) in watched.others:
+                    continue
                 if not _steps_any(optimizer, watched.parameters):
+                    watched.others.add(id(optimizer))
                     continue
                 watched.clock = id(optimizer)
             if watched.clock == id(optimizer) and step % watched.every == 0:
@@ -104,7 +109,7 @@ class ModelWatcher:
         self._run.log_params(
             {f"{label}/parameters": total, f"{label}/trainable_parameters": trainable, f"{label}/size_bytes": size}
         )
-        path = artifact_dir(self._run.info, "pytorch") / f"{label}.txt"
+        path = artifact_dir(self._run.info, PLUGIN_NAME) / f"{label}.txt"
         path.write_text(f"{model}\n", encoding="utf-8")
         self._run.log_artifact(path, f"{label}.txt")
 
@@ -124,7 +129,7 @@ class ModelWatcher:
                 tensors.append(parameter)
         by_device: dict[Any, list[int]] = {}
         for index, tensor in enumerate(tensors):
-            if tensor.numel() > 0 and tensor.is_floating_point():
+            if tensor.numel() > 0 and tensor.is_floating_point() and not tensor.is_sparse and not tensor.is_meta:
                 by_device.setdefault(tensor.device, []).append(index)
         now = time.time()
         for indices in by_device.values():
@@ -147,7 +152,7 @@ class ModelWatcher:
         finite = torch.isfinite(values)
         count = finite.sum()
         empty = count == 0
-        inf = torch.tensor(float("inf"), dtype=values.dtype, device=values.device)
+        inf = values.new_full((), float("inf"))  # a fill on the device: torch.tensor(inf, device=...) would copy and sync
         minimum = torch.where(empty, 0.0, torch.where(finite, values, inf).amin())
         maximum = torch.where(empty, 0.0, torch.where(finite, values, -inf).amax())
         zeroed = torch.where(finite, values, 0.0)
