@@ -3,11 +3,11 @@
 - optimizer capture: a small MLP (64-256-256-10, batch 64, AdamW and
   ``OneCycleLR``, so the LR and beta1 change, and are logged, at every step),
   the whole training step and ``optimizer.step()`` alone; with a run started
-  (recording backend, ``optimizers`` on, the default) vs no run. Goal ≤ 1.02×.
+  (recording backend, ``optimizers`` on, the default) vs no run. Goal ≤ 1.02x.
 - ``watch(model, log="all", every=100)``: a small CNN (two conv layers and a
-  linear one, batch 32 of 1×28×28, SGD with momentum); with a run started and
+  linear one, batch 32 of 1x28x28, SGD with momentum); with a run started and
   the model watched (optimizer capture off, to see watch's own cost) vs no
-  run. Goal ≤ 1.05×.
+  run. Goal ≤ 1.05x.
 - with ``--wandb`` (an env that has wandb): ``wandb.watch(model, log="all",
   log_freq=100)`` on the same CNN loop in an offline W&B run, vs no run.
 
@@ -25,6 +25,7 @@ compute.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -153,7 +154,7 @@ def wandb_ratio(repeats: int, steps: int) -> None:
             for captured in (repeat % 2 == 0, repeat % 2 == 1):
                 if captured:
                     run = wandb.init(project="bench", dir=directory)
-                    watched.append(cnn_loop(steps, lambda model: run.watch(model, log="all", log_freq=100)))
+                    watched.append(cnn_loop(steps, functools.partial(run.watch, log="all", log_freq=100)))
                     run.finish()
                 else:
                     plain.append(cnn_loop(steps))

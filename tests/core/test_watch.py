@@ -96,7 +96,7 @@ def test_bad_arguments_raise_before_any_plugin_is_asked(
     watcher_plugin: None, tracelet_start: Callable[..., Run], arguments: dict[str, Any], message: str
 ) -> None:
     run = tracelet_start(backends=["recording"], plugins=["dict-watcher"])
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match="^watch") as raised:
         tracelet.watch({}, **arguments)
     assert str(raised.value) == message
     assert watcher_of(run).calls == []

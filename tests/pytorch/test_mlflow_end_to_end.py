@@ -57,9 +57,7 @@ def test_lr_series_params_histograms_and_summary_reach_mlflow(
     summary = client.download_artifacts(mlflow_run_id, "model.txt", str(downloads))
     assert Path(summary).read_text(encoding="utf-8") == f"{model}\n"
     for step in (0, 2, 4):
-        path = client.download_artifacts(
-            mlflow_run_id, f"histograms/gradients/0.weight/step-{step:010d}.json", str(downloads)
-        )
+        path = client.download_artifacts(mlflow_run_id, f"histograms/gradients/0.weight/step-{step:010d}.json", str(downloads))
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         values = gradients[step].numpy().ravel()
         assert document["step"] == step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -248,7 +249,7 @@ def test_a_capture_error_is_logged_once_and_training_goes_on(
     run = tracelet_start(backends=["recording"], strict=False)
     with caplog.at_level(logging.WARNING, logger="tracelet"):
         weights = _train_after_removing_a_key(steps=4)
-    assert all(not torch.equal(before, after) for before, after in zip(weights, weights[1:], strict=False))
+    assert all(not torch.equal(before, after) for before, after in itertools.pairwise(weights))
     warnings = [record.getMessage() for record in caplog.records if "capture failed" in record.getMessage()]
     assert len(warnings) == 1
     assert "KeyError: 'warmup'" in warnings[0]

@@ -120,9 +120,7 @@ def assert_numpy_histogram(histogram: Histogram, tensor: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_histograms_equal_numpy_s_with_one_host_copy_per_logging_step(
-    tracelet_start: Callable[..., Run], device: str
-) -> None:
+def test_histograms_equal_numpy_s_with_one_host_copy_per_logging_step(tracelet_start: Callable[..., Run], device: str) -> None:
     run = tracelet_start(backends=["recording"])
     model = cnn(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -288,5 +286,3 @@ def test_watch_without_a_run_says_so() -> None:
     assert tracelet.active_run() is None
     with pytest.raises(TraceletError, match=r"no active run: call tracelet.start\(\) before tracelet.watch\(\)"):
         tracelet.watch(cnn())
-
-

@@ -72,6 +72,10 @@ class _OptimizerState:
         self.groups = 0
         self.series: list[_Series] = []
 
+    def belongs_to(self, optimizer: object) -> bool:
+        """Whether this is ``optimizer``'s state (an id can be reused once an optimizer is gone)."""
+        return self.optimizer() is optimizer
+
 
 class OptimizerCapture:
     """Registers the global step pre-hook for a run; :meth:`remove` takes it away."""
@@ -93,7 +97,7 @@ class OptimizerCapture:
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         try:
             state = self._states.get(id(optimizer))
-            if state is None or state.optimizer() is not optimizer:
+            if state is None or not state.belongs_to(optimizer):
                 state = self._first_step(optimizer)
                 step = 0
             else:
@@ -108,7 +112,7 @@ class OptimizerCapture:
                             self._changed(series, value, step)
             for listener in self.listeners:
                 listener(optimizer, step)
-        except Exception as error:  # noqa: BLE001 - capture must never break training
+        except Exception as error:
             with capture_errors(PLUGIN_NAME, strict=self._run.strict):
                 raise error
 
