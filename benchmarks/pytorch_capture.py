@@ -1,5 +1,8 @@
 """What optimizer capture and ``tracelet.watch`` cost a training loop, as ratios measured in one process.
 
+- optimizer capture, the hook alone: ``optimizer.step()`` of AdamW on a
+  5-parameter model, with and without a run, where the hook's cost is a
+  visible share of the step; the difference in us.
 - optimizer capture: a small MLP (64-256-256-10, batch 64, AdamW and
   ``OneCycleLR``, so the LR and beta1 change, and are logged, at every step),
   the whole training step and ``optimizer.step()`` alone; with a run started
@@ -31,6 +34,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -59,6 +63,44 @@ def mlp_loop(steps: int) -> tuple[float, float]:
         in_step += time.thread_time() - before
         scheduler.step()
     return (time.thread_time() - began) / steps, in_step / steps
+
+
+def tiny_steps(steps: int, changing: bool) -> float:
+    """CPU seconds per ``optimizer.step()`` of AdamW on a 5-parameter model: the hook's cost stands out."""
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if changing:  # lr and beta1 change at every step: two metric records a step
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=steps + 1)
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10**9)
+    model(torch.ones(1, 4)).sum().backward()
+    spent = 0.0
+    for _ in range(steps):
+        began = time.thread_time()
+        optimizer.step()
+        spent += time.thread_time() - began
+        scheduler.step()
+    return spent / steps
+
+
+def hook_cost(repeats: int, steps: int) -> None:
+    tiny_steps(1000, changing=False)
+    for changing in (False, True):
+        captured, plain = [], []
+        for repeat in range(repeats):
+            for with_capture in (repeat % 2 == 0, repeat % 2 == 1):
+                if with_capture:
+                    run = started(optimizers=True)
+                    captured.append(tiny_steps(steps, changing))
+                    run.stop()
+                else:
+                    plain.append(tiny_steps(steps, changing))
+        extra = statistics.median(a - b for a, b in zip(captured, plain, strict=True))
+        what = "lr and beta1 change at every step (2 metrics)" if changing else "nothing changes"
+        print(
+            f"optimizer capture per optimizer.step(), {what}: +{extra * 1e6:.2f} us "
+            f"(AdamW step of a 5-parameter model: {statistics.median(plain) * 1e6:.1f} us; median of {repeats} pairs)"
+        )
 
 
 def cnn() -> torch.nn.Module:
@@ -141,6 +183,21 @@ def watch_ratios(repeats: int, steps: int) -> None:
         f"{statistics.median(watched) * 1e6:.0f} us, ratio {ratio:.3f}x "
         f"(median of {repeats} interleaved pairs x {steps} steps; goal <= 1.05x)"
     )
+    # every=1: each step is a logging step, which shows what one costs (12 histograms, one copy).
+    every_step, plain = [], []
+    for repeat in range(repeats):
+        for captured in (repeat % 2 == 0, repeat % 2 == 1):
+            if captured:
+                run = started(optimizers=False)
+                every_step.append(cnn_loop(steps // 10, lambda model: tracelet.watch(model, log="all", every=1)))
+                run.stop()
+            else:
+                plain.append(cnn_loop(steps // 10))
+    extra = statistics.median(a - b for a, b in zip(every_step, plain, strict=True))
+    print(
+        f"  one logging step (every=1, 12 histograms): +{extra * 1e6:.0f} us on the training thread, "
+        f"so +{extra / 100 * 1e6:.1f} us a step at every=100"
+    )
 
 
 def wandb_ratio(repeats: int, steps: int) -> None:
@@ -172,6 +229,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--wandb", action="store_true", help="also measure wandb.watch (needs wandb)")
     args = parser.parse_args()
+    hook_cost(args.repeats, args.steps * 10)
     optimizer_ratios(args.repeats, args.steps)
     watch_ratios(args.repeats, args.steps)
     if args.wandb:

@@ -51,7 +51,7 @@ _now = time.time
 class _Series:
     """One numeric hyperparameter of one param group, compared at each step."""
 
-    __slots__ = ("group", "key", "last", "name", "started")
+    __slots__ = ("element_names", "group", "key", "last", "name", "started")
 
     def __init__(self, group: dict[str, Any], key: str, name: str, started: bool) -> None:
         self.group = group
@@ -60,6 +60,7 @@ class _Series:
         self.name = name
         # Logged already (lr from the first step, the others from their first change); per element for a tuple.
         self.started: bool | list[bool] = [started] * len(self.last) if type(self.last) is tuple else started
+        self.element_names = tuple(f"{name}.{index}" for index in range(len(self.last))) if type(self.last) is tuple else ()
 
 
 class _OptimizerState:
@@ -161,9 +162,9 @@ class OptimizerCapture:
             for index, (new, old) in enumerate(zip(value, last, strict=True)):
                 if new != old:
                     if not started[index]:
-                        self._log(f"{series.name}.{index}", old, 0, now)
+                        self._log(series.element_names[index], old, 0, now)
                         started[index] = True
-                    self._log(f"{series.name}.{index}", new, step, now)
+                    self._log(series.element_names[index], new, step, now)
         else:
             if not started:
                 self._log(series.name, last, 0, now)
