@@ -5,7 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +259,41 @@ def test_a_capture_error_is_logged_once_and_training_goes_on(
     assert "KeyError: 'warmup'" in warnings[0]
     assert run.stop(timeout=30)
     assert series(recording_of(run), "optimizer/SGD/group0/lr") == [(0, 0.1)]
+
+
+IMPORTED_AFTER_START = """
+import json, sys
+import tracelet
+run = tracelet.start(backends=["recording"])
+assert "torch" not in sys.modules
+import torch
+from torch.optim import optimizer as optimizer_module
+hooks = len(optimizer_module._global_optimizer_pre_hooks)
+model = torch.nn.Linear(2, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+for _ in range(4):
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+assert run.stop(timeout=30)
+lr = run.get_plugin("recording").metric_values("optimizer/SGD/group0/lr")
+print(json.dumps({"hooks": hooks, "after_stop": len(optimizer_module._global_optimizer_pre_hooks), "lr": lr}))
+"""
+
+
+def test_torch_imported_after_start_is_captured_from_its_import(tmp_path: Path) -> None:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("TRACELET_")}
+    environment |= {"TRACELET_STRICT": "1", "TRACELET_PLUGINS": "recording,pytorch"}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER_START],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=environment,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"hooks": 1, "after_stop": 0, "lr": [[0, 0.5], [2, 0.25]]}
