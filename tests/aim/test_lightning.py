@@ -47,10 +47,14 @@ def test_every_csv_row_reaches_aim(tracelet_start: Callable[..., Run], tmp_path:
     stored = read_aim_run(repo, backend.run_hash)
     assert stored.status == "FINISHED"
     truth = _csv_series(Path(csv_logger.log_dir) / "metrics.csv")
+    # tracelet-pytorch's optimizer capture is in the run too: SGD's constant lr once, its hyperparameters as params.
+    assert [(step, value) for step, value, _ in stored.metrics.pop("optimizer/SGD/group0/lr")] == [(0, 0.05)]
     assert set(stored.metrics) == set(truth)
     for name, points in truth.items():
         # every point, in logging order, none overwritten
         assert [(step, value) for step, value, _ in stored.metrics[name]] == points, name
     repeated = len(truth["epoch"]) - len({step for step, _ in truth["epoch"]})
     assert repeated > 0  # Lightning logs `epoch` on training and validation rows of one step: AIM's repeat contexts
-    assert stored.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
+    lightning_params = {name: value for name, value in stored.params.items() if not name.startswith("optimizer/")}
+    assert lightning_params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
+    assert stored.params["optimizer/SGD/group0/lr"] == "0.05"

@@ -33,6 +33,15 @@ def csv_series(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
+OPTIMIZER_LR = "optimizer/SGD/group0/lr"
+"""The LR series of tracelet-pytorch's optimizer capture, beside the logger's values."""
+
+
+def not_optimizer(params: dict[str, Any]) -> dict[str, Any]:
+    """Params without those of tracelet-pytorch's optimizer capture (``optimizer/<Class>/group<k>/...``)."""
+    return {name: value for name, value in params.items() if not name.startswith("optimizer/")}
+
+
 def recording_of(run: Run) -> RecordingBackend:
     backend = run.get_plugin("recording")
     assert isinstance(backend, RecordingBackend)
@@ -64,10 +73,14 @@ def test_every_csv_logger_row_reaches_tracelet(package: str, tracelet_start: Cal
     truth = csv_series(Path(csv_logger.log_dir) / "metrics.csv")
     assert set(truth) == {"train_loss_step", "train_loss_epoch", "batch_float", "abs_weight", "val_loss", "epoch"}
     assert len(truth["train_loss_step"]) == 16  # 2 epochs x 8 batches, log_every_n_steps=1
-    captured = {name: backend.metric_values(name) for name in {m.name for m in backend.metrics}}
+    # tracelet-pytorch's optimizer capture is in the run too: SGD's constant lr once, its hyperparameters as params.
+    assert backend.metric_values(OPTIMIZER_LR) == [(0, 0.05)]
+    names = {m.name for m in backend.metrics} - {OPTIMIZER_LR}
+    captured = {name: backend.metric_values(name) for name in names}
     assert captured == truth  # every row, same step, same value, nothing more, nothing twice
 
-    assert backend.params == {"learning_rate": 0.05, "hidden": 4, "optimizer": "sgd"}
+    assert not_optimizer(backend.params) == {"learning_rate": 0.05, "hidden": 4, "optimizer": "sgd"}
+    assert backend.params["optimizer/SGD/group0/lr"] == 0.05
     artifacts = {a.name: Path(a.path) for a in backend.of_type(Artifact)}
     kept = {Path(checkpoint.best_model_path), Path(checkpoint.last_model_path)}
     assert artifacts == {f"checkpoints/{path.name}": path for path in kept}
@@ -136,7 +149,7 @@ def test_tensorboard_logger_values_are_captured_once(tracelet_start: Callable[..
     written = EventAccumulator(tensorboard_logger.log_dir, size_guidance={"scalars": 0})
     written.Reload()
     tags = set(written.Tags()["scalars"]) - {"hp_metric"}  # TensorBoardLogger's placeholder, not a user value
-    assert tags == {m.name for m in backend.metrics}
+    assert tags == {m.name for m in backend.metrics} - {OPTIMIZER_LR}
     for tag in tags:
         expected = [(e.step, e.value) for e in written.Scalars(tag)]
         assert [(step, float(numpy.float32(value))) for step, value in backend.metric_values(tag)] == expected

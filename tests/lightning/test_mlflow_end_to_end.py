@@ -15,7 +15,7 @@ from tracelet.run import Run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lightning_models import PACKAGES, data, lightning, regression_module, trainer
-from test_lightning import csv_series
+from test_lightning import OPTIMIZER_LR, csv_series, not_optimizer
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -36,11 +36,11 @@ def test_every_csv_row_reaches_mlflow(tracelet_start: Callable[..., Run], tmp_pa
     (stored,) = client.search_runs([experiment.experiment_id])
     assert stored.info.status == "FINISHED"
     truth = csv_series(Path(csv_logger.log_dir) / "metrics.csv")
-    assert set(stored.data.metrics) == set(truth)
+    assert set(stored.data.metrics) - {OPTIMIZER_LR} == set(truth)  # beside tracelet-pytorch's LR series
     for name, points in truth.items():
         history = client.get_metric_history(stored.info.run_id, name)
         assert sorted((m.step, m.value) for m in history) == sorted(points), name
-    assert stored.data.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
+    assert not_optimizer(stored.data.params) == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
     artifacts = [a.path for a in client.list_artifacts(stored.info.run_id, "checkpoints")]
     assert artifacts == [f"checkpoints/{Path(checkpoint.best_model_path).name}"]
 
@@ -63,14 +63,15 @@ def test_ddp_gives_one_mlflow_run_with_every_row_once(tmp_path: Path) -> None:
     recorded: dict[str, list[tuple[int, float]]] = {}
     for name, step, value in rank0["metrics"]:
         recorded.setdefault(name, []).append((step, value))
+    assert recorded.pop(OPTIMIZER_LR) == [(0, 0.05)]  # tracelet-pytorch's LR series, beside Lightning's rows
     assert recorded == truth  # every row once, in Lightning's order
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     (stored,) = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])  # exactly one run
     assert stored.info.status == "FINISHED"
     assert stored.data.tags["tracelet.run_id"] == rank0["run_id"]
-    assert set(stored.data.metrics) == set(truth)
+    assert set(stored.data.metrics) - {OPTIMIZER_LR} == set(truth)  # beside tracelet-pytorch's LR series
     for name, points in truth.items():
         history = client.get_metric_history(stored.info.run_id, name)
         assert sorted((m.step, m.value) for m in history) == sorted(points), name  # no point twice, none missing
-    assert stored.data.params == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}
+    assert not_optimizer(stored.data.params) == {"learning_rate": "0.05", "hidden": "4", "optimizer": "sgd"}

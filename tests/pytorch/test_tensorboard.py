@@ -259,12 +259,12 @@ def test_errors_of_capture_code_are_logged_and_training_goes_on(
     tracelet_start: Callable[..., Run], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Fault injection into our own conversion code (not a mock of a library): it must stay contained.
-    import tracelet_pytorch.patch
+    import tracelet_pytorch.tensorboard
 
     def broken(*_: Any) -> Any:
         raise RuntimeError("conversion bug")
 
-    monkeypatch.setattr(tracelet_pytorch.patch, "summary_records", broken)
+    monkeypatch.setattr(tracelet_pytorch.tensorboard, "summary_records", broken)
     run = tracelet_start(backends=["recording"], strict=False)
     with caplog.at_level(logging.WARNING, logger="tracelet"), SummaryWriter(str(tmp_path / "tb")) as writer:
         writer.add_scalar("x", 1.0, 0)

@@ -21,6 +21,8 @@ from tracelet.api import (
     set_tags,
     start,
     stop,
+    unwatch,
+    watch,
 )
 from tracelet.errors import ConfigError, PermanentError, PluginError, TraceletError
 from tracelet.hookspecs import hookimpl
@@ -71,6 +73,8 @@ __all__ = [
     "start",
     "stop",
     "unregister_plugin",
+    "unwatch",
+    "watch",
 ]
 
 

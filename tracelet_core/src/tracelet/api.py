@@ -29,6 +29,8 @@ __all__ = [
     "set_tags",
     "start",
     "stop",
+    "unwatch",
+    "watch",
 ]
 
 _log = get_logger()
@@ -241,3 +243,23 @@ def stop(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = N
     """Stop the active run (see :meth:`Run.stop`); with none active, return ``True``."""
     run = active_run()
     return True if run is None else run.stop(status, timeout)
+
+
+def watch(model: Any, log: str = "gradients", every: int = 100) -> None:
+    """Log histograms of ``model``'s gradients and/or parameters every ``every`` steps (see :meth:`Run.watch`).
+
+    ``tracelet.watch(model, log="all", every=100)``: ``log`` is
+    ``"gradients"``, ``"parameters"`` or ``"all"``. A framework plugin does
+    the work: for a ``torch.nn.Module``, tracelet-pytorch (a step is an
+    optimizer step; it also logs a model summary once; see its page). Raises
+    :class:`~tracelet.errors.TraceletError` with no active run or when no
+    installed framework plugin can watch the model.
+    """
+    _require_run("watch").watch(model, log, every)
+
+
+def unwatch(model: Any = None) -> None:
+    """Stop watching ``model`` (every model when ``None``) and remove its hooks; with no active run, nothing to do."""
+    run = _active
+    if run is not None:
+        run.unwatch(model)

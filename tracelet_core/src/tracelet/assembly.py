@@ -273,6 +273,7 @@ def build_run(arguments: Mapping[str, Any], on_stop: Callable[[Run], None], *, p
         run._attach_after_stop(index.release)  # the run ended: a restarted job may claim its id
     if by_kind[PluginKind.FRAMEWORK]:
         run._attach_param_values(patcher.param_values)
+    run._attach_watchers(patcher.watch, patcher.unwatch)
     try:
         patcher.start()
     except Exception:

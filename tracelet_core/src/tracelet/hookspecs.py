@@ -303,3 +303,35 @@ def tracelet_param_values(value: object) -> Mapping[str, Any] | None:
     Called only on the run's framework plugins. If it raises, the error is
     logged once and ``params`` is used as given (strict mode: raised).
     """
+
+
+@hookspec(firstresult=True)
+def tracelet_watch(run: Run, model: object, log: str, every: int) -> bool | None:
+    """Watch ``model`` for ``run`` (``tracelet.watch``); return ``True`` if this plugin handles it.
+
+    Called on the thread calling :meth:`Run.watch`, on one framework plugin
+    after another until one returns ``True``; ``None`` or ``False`` means
+    "not a model of my framework" (the plugin must not import a framework to
+    find out: look at ``type(model).__module__`` or ``sys.modules``). Core
+    has checked the arguments: ``log`` is ``"gradients"``, ``"parameters"``
+    or ``"all"``, ``every`` a positive ``int``. Watching a model already
+    watched replaces its settings. What is logged goes through ``run``'s
+    ``log_*`` methods like the script's own values.
+
+    When no plugin returns ``True``, :meth:`Run.watch` raises
+    :class:`~tracelet.errors.TraceletError` saying what to install. If the
+    hook raises, the error is logged and the model is not watched (strict
+    mode: it is raised).
+    """
+
+
+@hookspec(firstresult=True)
+def tracelet_unwatch(run: Run, model: object | None) -> bool | None:
+    """Stop watching ``model`` (every model this plugin watches when ``None``) and remove every hook it added.
+
+    Called by :meth:`Run.unwatch` on one framework plugin after another until
+    one returns ``True`` (it was watching the model); and at stop, with
+    ``model=None``, on every plugin that handled a :func:`tracelet_watch`,
+    before :func:`tracelet_unpatch`. Errors are logged (strict mode: raised
+    by ``unwatch``, logged at stop).
+    """

@@ -3,8 +3,10 @@
 Core calls a framework plugin's ``tracelet_patch`` for each of its target
 modules, at ``start()`` when the module is already imported, or on the
 importing thread right after the module executes, through a finder on
-``sys.meta_path`` (``builtins.__import__`` is never replaced). At ``stop()``
-core removes the pending hooks and calls ``tracelet_unpatch``.
+``sys.meta_path`` (``builtins.__import__`` is never replaced). ``Run.watch``
+hands a model to the framework plugins' ``tracelet_watch``. At ``stop()``
+core removes the pending hooks, unwatches every model and calls
+``tracelet_unpatch``.
 
 Plugin authors use :class:`PatchSet` to replace attributes and restore the
 originals identity-equal, and :func:`capture_errors` around their capture
@@ -179,6 +181,7 @@ class FrameworkPatcher:
         self._lock = threading.Lock()
         self._patched: set[tuple[str, str]] = set()
         self._watching: list[tuple[str, Callable[[ModuleType], None]]] = []
+        self._model_watchers: set[str] = set()  # plugins that took a tracelet.watch(): unwatched at stop
         self._stopped = False
 
     def start(self) -> None:
@@ -200,6 +203,9 @@ class FrameworkPatcher:
         for target, callback in self._watching:
             post_import_hooks.unwatch(target, callback)
         for name, hooks in self._plugins:
+            if name in self._model_watchers:
+                self._call(name, hooks, "tracelet_unwatch", run=self._run, model=None)
+        for name, hooks in self._plugins:
             if name in patched_plugins:
                 self._call(name, hooks, "tracelet_unpatch")
 
@@ -212,6 +218,44 @@ class FrameworkPatcher:
             if isinstance(converted, Mapping):
                 return converted
         return value
+
+    def watch(self, model: object, log: str, every: int) -> bool:
+        """Hand ``model`` to the first framework plugin whose ``tracelet_watch`` takes it.
+
+        Returns ``False`` when none did; an error in a plugin's hook is
+        logged and counts as taken (strict mode: raised), so the caller does
+        not also report "nothing installed".
+        """
+        for name, hooks in self._plugins:
+            try:
+                handled = hooks.tracelet_watch(run=self._run, model=model, log=log, every=every)
+            except Exception as error:
+                if self._strict:
+                    raise
+                _log.warning(
+                    "watch failed; the model is not watched",
+                    plugin=name,
+                    error=f"{type(error).__name__}: {error}",
+                    exc_info=error,
+                )
+                return True
+            if handled:
+                self._model_watchers.add(name)
+                return True
+        return False
+
+    def unwatch(self, model: object) -> None:
+        """Ask the plugins watching models to stop watching ``model`` (``None``: every model)."""
+        for name, hooks in self._plugins:
+            if name not in self._model_watchers:
+                continue
+            try:
+                if hooks.tracelet_unwatch(run=self._run, model=model) and model is not None:
+                    return
+            except Exception as error:
+                if self._strict:
+                    raise
+                _log.warning("unwatch failed", plugin=name, error=f"{type(error).__name__}: {error}", exc_info=error)
 
     def _patch_later(self, name: str, hooks: pluggy.HookRelay) -> Callable[[ModuleType], None]:
         return lambda module: self._patch(name, hooks, module)

@@ -46,6 +46,7 @@ __all__ = ["Run", "RunStats"]
 
 _log = get_logger()
 _now = time.time
+_WATCH_LOGS = ("gradients", "parameters", "all")
 
 
 @attrs.frozen
@@ -99,6 +100,8 @@ class Run:
         self._unpatch: Callable[[], object] | None = None  # the framework patcher's stop (set by run assembly)
         self._after_stop: list[Callable[[], object]] = []  # called once delivery ended (the run index's release)
         self._param_values: Callable[[object], object] | None = None  # framework plugins' converters (assembly)
+        self._watch: Callable[[object, str, int], bool] | None = None  # the framework patcher's watch/unwatch
+        self._unwatch: Callable[[object], object] | None = None
         self.settings = settings
         """The core settings this run was started with (read-only)."""
         self._strict = settings.strict
@@ -381,6 +384,43 @@ class Run:
             return
         self._dispatcher.submit(record)
 
+    # --- watching models --------------------------------------------------------------------
+
+    def watch(self, model: Any, log: str = "gradients", every: int = 100) -> None:
+        """Log histograms of ``model``'s gradients and/or parameters every ``every`` training steps.
+
+        ``log`` is ``"gradients"``, ``"parameters"`` or ``"all"``. A framework
+        plugin does the work (``tracelet-pytorch`` for a ``torch.nn.Module``:
+        what a step is and what is logged is in its documentation); watching a
+        model again replaces its settings. Raises :class:`ValueError` for
+        another ``log`` or an ``every`` that is not a positive int, and
+        :class:`~tracelet.errors.TraceletError` when no installed framework
+        plugin can watch this kind of model. Stopping the run unwatches every model.
+        """
+        if log not in _WATCH_LOGS:
+            raise ValueError(f"watch(log={log!r}): log must be one of {', '.join(map(repr, _WATCH_LOGS))}")
+        if type(every) is not int or every < 1:
+            raise ValueError(f"watch(every={every!r}): every must be a positive int (training steps between histograms)")
+        if self._stopped:
+            self._raise_stopped()  # raises, except in an inert run (forked child, non-logging rank)
+            return
+        if self._watch is None or not self._watch(model, log, every):
+            kind = f"{type(model).__module__}.{type(model).__qualname__}"
+            frameworks = ", ".join(name for name in self.info.plugins if name not in self.info.backends) or "none"
+            raise TraceletError(
+                f"no framework plugin in this run can watch a {kind}; for a torch.nn.Module install tracelet-pytorch "
+                f"(pip install tracelet-pytorch) and leave it enabled. Plugins in this run besides backends: {frameworks}"
+            )
+
+    def unwatch(self, model: Any = None) -> None:
+        """Stop watching ``model`` (every watched model when ``None``) and remove every hook added for it.
+
+        A model that is not watched is ignored; so is a call after :meth:`stop`,
+        which has unwatched every model already.
+        """
+        if not self._stopped and self._unwatch is not None:
+            self._unwatch(model)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -494,6 +534,11 @@ class Run:
     def _attach_param_values(self, param_values: Callable[[object], object]) -> None:
         """What ``log_params`` offers a non-dict to: the framework plugins' ``tracelet_param_values`` hooks."""
         self._param_values = param_values
+
+    def _attach_watchers(self, watch: Callable[[object, str, int], bool], unwatch: Callable[[object], object]) -> None:
+        """What :meth:`watch` and :meth:`unwatch` call: the framework patcher's (set by run assembly)."""
+        self._watch = watch
+        self._unwatch = unwatch
 
     def _step_for(self, step: Any, name: str) -> int | None:
         if step is None:

@@ -1,27 +1,30 @@
-"""Tracelet's TensorBoard capture: ``SummaryWriter`` calls reach every Tracelet backend.
+"""Tracelet's PyTorch plugin: TensorBoard capture, optimizer capture and ``tracelet.watch(model)``.
 
 Installing ``tracelet-pytorch`` is all it takes: ``tracelet.start()`` patches
 ``torch.utils.tensorboard`` (and ``tensorboardX``) when they are imported,
-and ``stop()`` restores them. This module is the plugin's declaration, what
-the entry point names; importing it imports neither torch nor TensorBoard.
+registers one global optimizer step hook that logs each optimizer's
+hyperparameters and learning-rate curve, and lets ``tracelet.watch(model)``
+log histograms of a ``torch.nn.Module``; ``stop()`` undoes all of it. This
+module is the plugin's declaration, what the entry point names; importing it
+imports neither torch nor TensorBoard.
 """
 
 from __future__ import annotations
 
 from tracelet.plugin import PluginInfo, PluginKind, hookimpl
-from tracelet_pytorch.patch import TensorBoardPatcher
-from tracelet_pytorch.settings import PLUGIN_NAME, TensorBoardSettings
+from tracelet_pytorch.patch import PyTorchPatcher
+from tracelet_pytorch.settings import PLUGIN_NAME, PyTorchSettings
 
-__all__ = ["PLUGIN_NAME", "TensorBoardPatcher", "TensorBoardSettings", "tracelet_plugin_info"]
+__all__ = ["PLUGIN_NAME", "PyTorchPatcher", "PyTorchSettings", "tracelet_plugin_info"]
 
 
 @hookimpl
 def tracelet_plugin_info() -> PluginInfo:
-    """Declare the ``pytorch`` framework plugin: it patches TensorBoard's writers while a run is active."""
+    """Declare the ``pytorch`` framework plugin: TensorBoard and optimizer capture, and ``tracelet.watch``."""
     return PluginInfo(
         name=PLUGIN_NAME,
         kind=PluginKind.FRAMEWORK,
-        factory=TensorBoardPatcher,
-        settings=TensorBoardSettings,
-        description="Captures TensorBoard SummaryWriter calls (torch.utils.tensorboard, tensorboardX)",
+        factory=PyTorchPatcher,
+        settings=PyTorchSettings,
+        description="Captures TensorBoard SummaryWriter calls and optimizer hyperparameters; tracelet.watch(model)",
     )
