@@ -272,7 +272,9 @@ class WandbBackend:
         if _PROCESS.owns_service:
             from wandb.sdk import wandb_setup
 
-            if not _active_runs(wandb_setup):
+            # W&B's own list holds the script's runs only (see tracelet_backend_start); this plugin's other open
+            # runs (a parent's, while its child ends) are in _LIVE_RUNS: the service stays while either has one.
+            if not _active_runs(wandb_setup) and not _LIVE_RUNS:
                 _PROCESS.owns_service = False
                 try:
                     self._wandb.teardown()
