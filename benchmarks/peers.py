@@ -23,7 +23,7 @@ tracker SDK is imported before any timing starts, on every side (import costs ar
    the other (``mlflow.start_run``/``end_run``, ``wandb.init``/``finish``, ``Task.init``/``close`` with
    the in-process reporter, ``aim.Run``/``close``), one point logged in each.
 
-Run (heavy: ~15 min on 2 cores; run it once)::
+Run (heavy: 5-10 min on 2 cores; run it once)::
 
     python3 -m tox -e all --notest
     .tox/all/bin/python benchmarks/peers.py [--readme README.md]
