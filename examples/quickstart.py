@@ -1,10 +1,12 @@
-"""Tracelet quickstart: a small PyTorch training, logged to MLflow by one ``tracelet.start()``.
+"""Tracelet quickstart: a small PyTorch training, logged to MLflow (or every installed backend) by one ``tracelet.start()``.
 
 Trains a small MLP to tell two interleaved spirals apart (synthetic data, CPU,
 a few seconds) and logs params, a loss per step, accuracies per epoch, weight
 histograms, decision-boundary images and the trained model. With only
 tracelet-mlflow installed, everything goes to MLflow's default store,
-``sqlite:///mlflow.db`` in the working directory.
+``sqlite:///mlflow.db`` in the working directory. With more backends installed
+(tracelet-wandb, -clearml, -aim), the same run reaches each of them: tests/all
+runs this file with all four and reads every store back.
 
 Run it from a fresh clone with one command (installs tracelet-core,
 tracelet-mlflow and CPU torch into .tox/quickstart, then runs this file)::
@@ -132,24 +134,40 @@ def main() -> int:
 
 
 def report(run: tracelet.Run, logged: dict[str, int], val_accuracy: float, seconds: float, delivered_all: bool) -> int:
-    """Print what was logged where, read back from MLflow itself, and how to look at it."""
+    """Print what each backend received; for MLflow, what it holds, read back from MLflow itself."""
+    stats = run.stats()
+    points = CONFIG["data"]["points"]
+    print(f"\nTrained an MLP on {points} synthetic spiral points in {seconds:.1f} s (validation accuracy {val_accuracy:.1%}).")
+    for name, backend in stats.backends.items():
+        print(
+            f"Tracelet delivered {backend.delivered} records to {name} ({backend.failed} failed, "
+            f"{backend.spooled} spooled for `tracelet replay`, {backend.dropped} dropped), run {backend.run_id}"
+        )
+    mlflow_stats = stats.backends.get("mlflow")
+    if mlflow_stats is not None and mlflow_stats.run_id is not None and not mlflow_stats.spooled:
+        report_mlflow(run, mlflow_stats.run_id, logged)
+    if not delivered_all:
+        errors = {name: backend.last_error for name, backend in stats.backends.items() if backend.last_error}
+        print(f"\nNot everything was delivered: last errors {errors}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report_mlflow(run: tracelet.Run, run_id: str, logged: dict[str, int]) -> None:
+    """Where the run is in MLflow and how to look at it."""
     from mlflow import MlflowClient
 
-    stats = run.stats()["mlflow"]
     backend = run.get_plugin("mlflow")
     tracking_uri: str = backend.tracking_uri  # type: ignore[attr-defined]
     client = MlflowClient(tracking_uri)
-    mlflow_run = client.get_run(stats.run_id)
+    mlflow_run = client.get_run(run_id)
     experiment = client.get_experiment(mlflow_run.info.experiment_id)
-    artifacts = sorted(item.path for item in client.list_artifacts(mlflow_run.info.run_id, "model"))
-    images = [item.path for item in client.list_artifacts(mlflow_run.info.run_id, "images") if item.path.endswith(".png")]
-
-    points = CONFIG["data"]["points"]
-    print(f"\nTrained an MLP on {points} synthetic spiral points in {seconds:.1f} s (validation accuracy {val_accuracy:.1%}).")
-    print(f"Tracelet delivered {stats.delivered} records to MLflow ({stats.failed} failed, {stats.dropped} dropped):")
+    artifacts = sorted(item.path for item in client.list_artifacts(run_id, "model"))
+    images = [item.path for item in client.list_artifacts(run_id, "images") if item.path.endswith(".png")]
+    print("\nIn MLflow:")
     print(f"  tracking URI   {tracking_uri}")
     print(f"  experiment     {experiment.name!r} (id {experiment.experiment_id})")
-    print(f"  run            {mlflow_run.info.run_name!r} (id {mlflow_run.info.run_id}), status {mlflow_run.info.status}")
+    print(f"  run            {mlflow_run.info.run_name!r} (id {run_id}), status {mlflow_run.info.status}")
     print(f"  params         {len(mlflow_run.data.params)}: {', '.join(sorted(mlflow_run.data.params))}")
     series = sorted(mlflow_run.data.metrics)
     print(f"  metrics        {len(series)} series, {logged['metric points']} logged points: {', '.join(series)}")
@@ -161,10 +179,6 @@ def report(run: tracelet.Run, logged: dict[str, int], val_accuracy: float, secon
     mlflow_command = Path(sys.executable).with_name("mlflow")
     if sys.prefix != sys.base_prefix and mlflow_command.exists():  # in a virtual environment (tox's, for one)
         print(f"  (mlflow is installed in this environment: {mlflow_command})")
-    if not delivered_all:
-        print(f"\nNot everything was delivered: last error {stats.last_error}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

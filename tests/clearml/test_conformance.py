@@ -1,6 +1,6 @@
 """tracelet-clearml passes the conformance suite (tracelet.testing.conformance) against real ClearML offline.
 
-The reader (``clearml_reader``) reads the offline session's ``task.json`` and
+The reader (``tests/readers/clearml_reader.py``, shared with tests/all) reads the offline session's ``task.json`` and
 ``metrics.jsonl`` and the files they name, and undoes only what
 docs/plugins/clearml.md documents as the backend's mapping:
 
@@ -15,15 +15,13 @@ docs/plugins/clearml.md documents as the backend's mapping:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from clearml_reader import read_session
+from clearml_reader import read_stored
 
-from tracelet.testing.conformance import BackendConformance, StoredHistogram, StoredImage, StoredRun, decode_png
-from tracelet_clearml.backend import PARAM_SECTION, STATUS_PROPERTY, metric_name
+from tracelet.testing.conformance import BackendConformance, StoredRun
 
 
 class TestClearmlBackend(BackendConformance):
@@ -38,32 +36,3 @@ class TestClearmlBackend(BackendConformance):
 
     def read_run(self, store: Path, run_id: str) -> StoredRun:
         return read_stored(run_id)
-
-
-def read_stored(run_id: str, home: Path | None = None) -> StoredRun:
-    session = read_session(run_id, home)
-    properties = session.properties
-    stored = StoredRun(run_id=run_id, status=properties.get(STATUS_PROPERTY))
-    stored.tags = {key: value for key, value in properties.items() if key != STATUS_PROPERTY}
-    stored.params = session.hyperparams.get(PARAM_SECTION, {})
-    stored.artifacts = session.artifacts
-    for event in session.events:
-        kind = event["type"]
-        if kind == "training_stats_scalar":
-            name = metric_name(event["metric"], event["variant"])
-            stored.metrics.setdefault(name, []).append((event["iter"], event["value"], event["timestamp"] / 1000.0))
-        elif kind == "training_debug_image":
-            name = metric_name(event["metric"], event["variant"])
-            data = Path(event["url"]).read_bytes()
-            if event["url"].endswith(".txt"):
-                stored.texts.setdefault(name, []).append((event["iter"], data.decode()))
-            else:
-                pixels, width, height, channels = decode_png(data)
-                stored.images.setdefault(name, []).append(StoredImage(event["iter"], width, height, channels, pixels))
-        elif kind == "plot":
-            plot = json.loads(event["plot_str"])
-            name = metric_name(event["metric"], event["variant"])
-            edges = tuple(plot["layout"]["tracelet"]["edges"])
-            counts = tuple(plot["data"][0]["y"])
-            stored.histograms.setdefault(name, []).append(StoredHistogram(event["iter"], edges, counts))
-    return stored

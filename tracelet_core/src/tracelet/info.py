@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BackendRunRef", "ParentRef", "PluginInfo", "PluginKind", "RunInfo"]
+__all__ = ["MAPPING_KINDS", "BackendRunRef", "ParentRef", "PluginInfo", "PluginKind", "RunInfo"]
 
 
 class PluginKind(str, enum.Enum):
@@ -32,6 +32,27 @@ def _check_name(_instance: object, _attribute: object, value: str) -> None:
 
 def _to_dict(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
+
+
+MAPPING_KINDS: Mapping[str, str] = {
+    "metric": "Metric names",
+    "x-axis": "Step and time (x-axis)",
+    "media": "Images, figures, texts, histograms",
+    "params": "Params",
+    "tags": "Tags",
+    "artifacts": "Artifacts",
+    "status": "Run status",
+}
+"""The keys of ``PluginInfo.mapping`` -> the row title docs/backends.md gives them."""
+
+
+def _check_mapping(_instance: object, _attribute: object, value: Mapping[str, str]) -> None:
+    unknown = sorted(set(value) - set(MAPPING_KINDS))
+    if unknown:
+        raise ValueError(f"PluginInfo.mapping: unknown kinds {unknown}; the kinds are {list(MAPPING_KINDS)}")
+    for kind, text in value.items():
+        if not text.strip() or "\n" in text:
+            raise ValueError(f"PluginInfo.mapping[{kind!r}] must be one non-empty line (a cell of docs/backends.md)")
 
 
 @attrs.frozen
@@ -64,6 +85,13 @@ class PluginInfo:
 
     The names are those of :mod:`tracelet.testing.conformance` (``"histograms"``,
     ``"resume_setting"``, ...); the suite reports each as skipped with the reason."""
+    mapping: Mapping[str, str] = attrs.field(factory=dict, converter=_to_dict, validator=_check_mapping, hash=False)
+    """For backends: where a user finds each kind of record in the tracker, ``{kind: one line of Markdown}``.
+
+    The kinds are the keys of :data:`MAPPING_KINDS` (``"metric"``, ``"x-axis"``, ``"media"``,
+    ``"params"``, ``"tags"``, ``"artifacts"``, ``"status"``); a kind left out shows as "not declared".
+    ``python -m tracelet.testing.mapping_table`` renders every installed backend's mapping as the one
+    table of docs/backends.md."""
 
 
 @attrs.frozen

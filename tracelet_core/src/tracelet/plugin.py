@@ -8,7 +8,8 @@ plugin template (``tracelet new-plugin``) sets the same rule up for yours.
 
 What is here, by role:
 
-- declaring a plugin: :data:`hookimpl`, :class:`PluginInfo`, :class:`PluginKind`;
+- declaring a plugin: :data:`hookimpl`, :class:`PluginInfo`, :class:`PluginKind`, and
+  :data:`MAPPING_KINDS`, the kinds a backend's ``PluginInfo.mapping`` describes;
 - a run's identity: :class:`RunInfo` (``run.backend`` is the name your backend
   was started under; ``run.resume.get(run.backend)`` is the run to attach to;
   ``run.parent``, a :class:`ParentRef`, the run a child run is nested under),
@@ -41,7 +42,7 @@ from __future__ import annotations
 from tracelet import names
 from tracelet.errors import PermanentError, TraceletError
 from tracelet.hookspecs import hookimpl
-from tracelet.info import BackendRunRef, ParentRef, PluginInfo, PluginKind, RunInfo
+from tracelet.info import MAPPING_KINDS, BackendRunRef, ParentRef, PluginInfo, PluginKind, RunInfo
 from tracelet.log import get_logger
 from tracelet.media import encode_png
 from tracelet.patching import PatchSet, capture_errors
@@ -65,6 +66,7 @@ from tracelet.run import Run
 from tracelet.tempfiles import artifact_dir
 
 __all__ = [
+    "MAPPING_KINDS",
     "Artifact",
     "BackendRunRef",
     "Figure",

@@ -30,4 +30,22 @@ def tracelet_plugin_info() -> PluginInfo:
             "as its decimal text); tracelet-aim raises PermanentError for a name already used by another kind of "
             "record, or an artifact that vanished",
         },
+        # Where a user finds each kind of record in the tracker: docs/backends.md is generated from it.
+        mapping={
+            "metric": (
+                'an AIM sequence: a `train/`, `val/` or `test/` prefix becomes the context `{"subset": ...}` '
+                "(`train/loss` -> `loss`, subset `train`); other names as they are"
+            ),
+            "x-axis": (
+                "AIM's step is the Tracelet step; the time is the record's own; a step logged again goes to a `repeat` context"
+            ),
+            "media": (
+                "images and figures: `aim.Image` (lossless PNG); texts: `aim.Text`; histograms: "
+                "`aim.Distribution` (exact bins also as JSON text when not uniform)"
+            ),
+            "params": '`run["hparams"]`, nested at the dots, values keep their type',
+            "tags": '`run["tags"]` (`{name: value}`), and the label `name:value` for the user\'s own tags',
+            "artifacts": "`Run.log_artifact`: `<artifacts_uri>/<run hash>/<name>`, listed by `run.artifacts`",
+            "status": '`run["tracelet"]["status"]` (AIM has no failed state); the run is closed and indexed',
+        },
     )

@@ -31,4 +31,20 @@ def tracelet_plugin_info() -> PluginInfo:
             "permanent_error": "ClearML stores every record core lets through (a vanished artifact file still "
             "raises PermanentError)",
         },
+        # Where a user finds each kind of record in the tracker: docs/backends.md is generated from it.
+        mapping={
+            "metric": (
+                "a scalar plot: the title is the name up to its first `/`, the series the rest (`train/loss` -> "
+                "`train` / `loss`; `loss` -> `loss` / `loss`)"
+            ),
+            "x-axis": "the iteration is the Tracelet step; the event keeps its timestamp in milliseconds",
+            "media": (
+                "images, figures and texts: debug samples at their step (`.png` lossless, `.txt`); histograms: a "
+                "bar plot at its step, exact edges in its layout (`tracelet.edges`)"
+            ),
+            "params": "hyperparameters, section `General`, full dotted names",
+            "tags": "user properties `name: value` (an empty value also a task tag); Tracelet's `tracelet.*` too",
+            "artifacts": "task artifacts (`upload_artifact`); a directory's files as `<name>/<relative path>`",
+            "status": "the user property `tracelet.status`; online also completed / failed / stopped (`mark_*`)",
+        },
     )

@@ -191,6 +191,14 @@ class ClearmlBackend:
         self._task = task
         self._logger = task.get_logger()
         self._offline = bool(Task.is_offline())
+        if self._offline:
+            # ClearML detects the script's git repository on a thread of its own that reloads the offline
+            # task.json and writes it back; its offline property and parameter edits skip the lock that
+            # guards this, so an edit in between is lost (tests/all caught git.* tags missing). Wait for the
+            # detection first, as ClearML's own set_packages and close do (with the same 300 s limit).
+            wait = getattr(task, "_wait_for_repo_detection", None)
+            if wait is not None:
+                wait(timeout=300.0)
         self.task_id = task.id
         self.offline_folder = str(task.get_offline_mode_folder()) if self._offline else None
         self._report, self._scalar_event = _scalar_reporter(task)

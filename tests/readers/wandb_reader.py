@@ -38,14 +38,16 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 from wandb.proto import wandb_internal_pb2
 
-__all__ = ["OfflineRun", "find_run_dirs", "read_finished_run", "read_offline_run", "read_records"]
+from tracelet.testing.conformance import StoredHistogram, StoredImage, StoredRun, decode_png
+
+__all__ = ["OfflineRun", "find_run_dirs", "read_finished_run", "read_offline_run", "read_records", "read_stored"]
 
 _HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 _BLOCK = 32 * 1024
@@ -227,3 +229,57 @@ def read_finished_run(root: Path, run_id: str, timeout: float = 30.0) -> Offline
         if len(stored.exit_codes) >= len(stored.directories) or time.monotonic() > deadline:
             return stored
         time.sleep(0.05)
+
+
+# --- the conformance suite's neutral form (the W&B conformance tests and tests/all share it) ---
+
+_STEP_KEY = "tracelet/step"
+_STATUS = {0: "FINISHED", 1: "FAILED", 143: "KILLED"}
+_OWN_KEYS = frozenset({_STEP_KEY, "_step", "_timestamp", "_runtime"})
+
+
+def read_stored(store: Path, run_id: str) -> StoredRun:
+    """The finished W&B run ``run_id`` under ``store`` (its ``dir``) as a ``StoredRun``.
+
+    Undoes docs/plugins/wandb.md's mapping (see tests/wandb/test_conformance.py's docstring).
+    """
+    run = read_finished_run(store, run_id)
+    # A part that has not finished (abandoned at a deadline) has no exit record yet.
+    finished = len(run.exit_codes) == len(run.directories)
+    stored = StoredRun(run_id=run_id, status=_STATUS[run.exit_codes[-1]] if finished else None)
+    config = dict(run.config)
+    stored.tags = {key: str(value) for key, value in config.pop("tracelet_tags", {}).items()}
+    stored.params = {key: str(value) for key, value in _flatten(config)}
+    files = run.files()
+    prefix = "artifacts/"
+    stored.artifacts = {path.removeprefix(prefix): data for path, data in files.items() if path.startswith(prefix)}
+    for row in run.history:
+        step = row[_STEP_KEY]
+        for key, value in row.items():
+            if key in _OWN_KEYS:
+                continue
+            kind = value.get("_type") if isinstance(value, dict) else None
+            if kind is None:
+                stored.metrics.setdefault(key, []).append((step, value, row["_timestamp"]))
+            elif kind == "image-file":
+                pixels, width, height, channels = decode_png(files[value["path"]])
+                stored.images.setdefault(key, []).append(StoredImage(step, width, height, channels, pixels))
+            elif kind == "table-file":
+                table = json.loads(files[value["path"]])
+                assert table["columns"] == ["text"], table
+                stored.texts.setdefault(key, []).append((step, table["data"][0][0]))
+            elif kind == "histogram":
+                stored.histograms.setdefault(key, []).append(StoredHistogram(step, tuple(value["bins"]), tuple(value["values"])))
+            else:
+                raise AssertionError(f"unexpected W&B value type {kind!r} under {key!r}")
+    return stored
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((prefix + key, value))
+    return items
