@@ -243,10 +243,26 @@ def test_doctor_lists_spools_left_behind_with_their_size_and_age() -> None:
     assert first["bytes"] == size and size > 300 * 10
     assert 7200 <= first["age_seconds"] < 7200 + 120
     lines = text.stdout.splitlines()
-    header = lines.index(f"spools left behind in {Path.cwd() / '.tracelet/spool'} (`tracelet replay` delivers them):")
+    header = lines.index(
+        f"spools left behind in {Path.cwd() / '.tracelet/spool'} "
+        "(`tracelet replay` delivers them; `tracelet sync` the @offline ones):"
+    )
     assert lines[header + 1].split() == ["RUN", "BACKEND", "SIZE", "AGE", "STATE"]
     assert lines[header + 2].split() == [old.directory.parent.name, "recording", f"{size / 1024:.1f}", "KiB", "2", "h"]
     assert lines[header + 3].split()[1:] == ["fixture-picky", *lines[header + 3].split()[2:4], "0", "s", "in", "use"]
+
+
+def test_doctor_lists_an_offline_run_waiting_for_sync() -> None:
+    run = tracelet.start(backends=["recording"], mode="offline")
+    for step in range(50):
+        run.log_metric("loss", float(step), step=step)
+    assert run.stop(timeout=30)
+    done = _tracelet("doctor", "--json", TRACELET_BACKENDS="recording")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (spool,) = json.loads(done.stdout)["spools"]
+    assert (spool["run_id"], spool["backend"], spool["in_use"]) == (run.id, "@offline", False)
+    assert spool["path"] == str((Path(".tracelet/spool") / run.id / "@offline").absolute())
+    assert spool["bytes"] > 50 * 10
 
 
 def test_doctor_with_a_bad_configuration_exits_2() -> None:

@@ -285,11 +285,12 @@ def _check_all(backends: list[tuple[str, Any, object]], timeout: float) -> list[
 
 def _spools_left(root: Path) -> list[SpoolLeft]:
     from tracelet.replay import _placeholder_run
-    from tracelet.spool import BackendSpool, find_spools
+    from tracelet.spool import BackendSpool, find_offline_spools, find_spools
 
     found = []
     now = time.time()
-    for directory in find_spools(root):
+    # an offline run's spool shows as backend "@offline": `tracelet sync` delivers it
+    for directory in [*find_spools(root), *find_offline_spools(root)]:
         size, newest = 0, 0.0
         for path in directory.rglob("*"):
             try:
