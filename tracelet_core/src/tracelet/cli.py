@@ -91,9 +91,8 @@ def _print_doctor(report: DoctorReport, wide: bool) -> None:
             settings = [(setting.key, setting.value, setting.source) for setting in check.settings]
             print_table(("SETTING", "VALUE", "SOURCE"), settings, wide=wide, indent=2)
         if report.spools:
-            print(
-                f"\nspools left behind in {report.spool_dir} (`tracelet replay` delivers them; `tracelet sync` the @offline ones):"
-            )
+            how = "`tracelet replay` delivers them; `tracelet sync` the @offline ones"
+            print(f"\nspools left behind in {report.spool_dir} ({how}):")
             spool_rows = [
                 (
                     spool.run_id,
