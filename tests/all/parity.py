@@ -57,6 +57,8 @@ class Own:
     """Five series ``<histogram>/min|max|mean|std|count`` with a point at each of the histogram's steps."""
     row_timestamps: bool = False
     """A point's timestamp may be that of an earlier metric at the same step (one row per step of a batch)."""
+    none_param: str = "None"
+    """How a param whose value is ``None`` (sent as ``"None"``: the optimizers' ``foreach``, ``fused``) reads back."""
 
 
 _TRACELET_TAGS = r"tracelet\.(version|plugins|run_id)"
@@ -70,8 +72,8 @@ OWN: Mapping[str, Own] = {
     ),
     # docs/plugins/wandb.md: Tracelet's tags in the config's tracelet_tags; a history row's _timestamp.
     "wandb": Own(tags=re.compile(_TRACELET_TAGS), row_timestamps=True),
-    # docs/plugins/clearml.md: Tracelet's tags as user properties.
-    "clearml": Own(tags=re.compile(_TRACELET_TAGS)),
+    # docs/plugins/clearml.md: Tracelet's tags as user properties; a None param as an empty string.
+    "clearml": Own(tags=re.compile(_TRACELET_TAGS), none_param=""),
     "aim": Own(),
 }
 _SUMMARIES = ("min", "max", "mean", "std", "count")
@@ -292,7 +294,8 @@ def differences(expected: StoredRun, stored: Mapping[str, StoredRun]) -> list[Di
                 found.append(Difference(backend, "metric series", name, f"{sent_points} points", f"{stored_points} points"))
                 continue
             found.extend(_series_differences(backend, name, expected.metrics[name], metrics[name], times_at))
-        found.extend(_mapping_differences(backend, "param", expected.params, run.params, None))
+        params = {name: own.none_param if value == "None" else value for name, value in expected.params.items()}
+        found.extend(_mapping_differences(backend, "param", params, run.params, None))
         found.extend(_mapping_differences(backend, "tag", expected.tags, run.tags, own.tags))
         found.extend(_mapping_differences(backend, "artifact", expected.artifacts, run.artifacts, own.artifacts))
         for kind, sent_media, stored_media in (
