@@ -11,7 +11,7 @@ import json
 import re
 import string
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
 
     from tracelet.doctor import DoctorReport
+    from tracelet.replay import ReplayResult
 
 __all__ = ["main", "write_plugin"]
 
@@ -118,32 +119,20 @@ def _print_doctor(report: DoctorReport, wide: bool) -> None:
 def _replay(path: str | None) -> int:
     from tracelet.replay import replay  # the command's own code, not needed by the others
 
-    if path is None:
-        try:
-            path = configure({}).resolved.core.spool_dir
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    try:
-        results = replay(Path(path))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for result in results:
-        for line in result.report():
-            print(line, file=sys.stderr)
-    if not results:
-        print(f"nothing to replay in {Path(path).absolute()}", file=sys.stderr)
-    # 1 when anything was not delivered: left in the spool, refused (kept in rejected/), or lost to a damaged segment
-    return 0 if all(result.ok for result in results) else 1
+    return _deliver("replay", path, replay)
 
 
 def _sync(path: str | None, backends: list[str] | None) -> int:
     from tracelet.replay import sync  # the command's own code, not needed by the others
 
+    return _deliver("sync", path, lambda root: sync(root, backends=backends))
+
+
+def _deliver(command: str, path: str | None, deliver: Callable[[Path], list[ReplayResult]]) -> int:
+    """``deliver`` the spools under ``path`` (default: the spool_dir setting) and report each result on stderr."""
     try:
         root = Path(path if path is not None else configure({}).resolved.core.spool_dir)
-        results = sync(root, backends=backends)
+        results = deliver(root)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -151,7 +140,8 @@ def _sync(path: str | None, backends: list[str] | None) -> int:
         for line in result.report():
             print(line, file=sys.stderr)
     if not results:
-        print(f"nothing to sync in {root.absolute()}", file=sys.stderr)
+        print(f"nothing to {command} in {root.absolute()}", file=sys.stderr)
+    # 1 when anything was not delivered: left in the spool, refused (kept in rejected/), or lost to a damaged segment
     return 0 if all(result.ok for result in results) else 1
 
 
