@@ -322,3 +322,25 @@ def test_global_rank_from_the_environment(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert global_rank() == expected
+
+
+def test_stop_run_at_exit_first_stops_the_run_before_handlers_registered_earlier(
+    child: Callable[..., subprocess.Popen[str]],
+) -> None:
+    process = child(
+        """
+        import atexit
+        from tracelet.plugin import stop_run_at_exit_first
+
+        run = tracelet.start(backends=["recording"])
+        child_run = run.child("fold")
+        child_run.__enter__()  # this thread's active run is the child: its parent's id is the one that is ours
+        atexit.register(lambda: print("library handler, run stopped:", run._stopped, flush=True))
+        stop_run_at_exit_first("fixture", {run.id}.__contains__)
+        stop_run_at_exit_first("fixture", lambda run_id: False)  # once per plugin: this one is not registered
+        tracelet.log_metric("loss", 1.0, step=0)
+        """
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.splitlines() == ["library handler, run stopped: True"]

@@ -28,7 +28,7 @@ from tracelet.records import RunStatus
 if TYPE_CHECKING:
     from tracelet.run import Run
 
-__all__ = ["block_process_signals", "install_signal_handlers", "register_exit_handler"]
+__all__ = ["block_process_signals", "install_signal_handlers", "register_exit_handler", "stop_run_at_exit_first"]
 
 _exit_handler_registered = False
 _previous_sigterm: Any = None
@@ -48,6 +48,38 @@ def block_process_signals() -> None:
     """
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+_first_at_exit: set[str] = set()
+
+
+def stop_run_at_exit_first(plugin: str, is_ours: Callable[[str], bool]) -> None:
+    """Stop the process's run at exit before every atexit handler registered so far (``atexit`` runs them last in,
+    first out), if ``is_ours(run_id)`` holds for the run active on the exiting thread or one of its parents.
+
+    For a backend whose library registers an atexit handler of its own when its run starts (W&B's service
+    teardown, ClearML's task close): core's exit handler, registered at ``start()``, would run after it and
+    find the library gone. Call it after the library's run started; the handler is registered once per
+    ``plugin``. The top run is stopped as ``FINISHED``, which ends its children too.
+    """
+    if plugin in _first_at_exit:
+        return
+    _first_at_exit.add(plugin)
+
+    def stop() -> None:
+        from tracelet.api import active_run  # this thread's run, a child included (imported late: no cycle)
+
+        run = active_run()
+        if run is None:
+            return
+        ours = is_ours(run.id)
+        while run.parent is not None:  # a child run active on this thread: the top run's stop() ends it too
+            run = run.parent
+            ours = ours or is_ours(run.id)
+        if ours:
+            run.stop(RunStatus.FINISHED)
+
+    atexit.register(stop)
 
 
 def _no_run() -> Run | None:

@@ -29,6 +29,8 @@ What is here, by role:
 - framework patching: :class:`PatchSet` (replace attributes, restore them
   identity-equal) and :func:`capture_errors`;
 - :func:`get_logger`: a structlog logger on the stdlib logger ``tracelet``;
+- :func:`stop_run_at_exit_first`: for a backend whose library registers its
+  own atexit handler (a service to tear down), stop the run before it;
 - :class:`Redactor`: core's secret masking, for text a plugin uploads as a
   file (records are masked by core already):
   ``Redactor(run.settings.redact_patterns).text(content)``.
@@ -43,6 +45,7 @@ from tracelet import names
 from tracelet.errors import PermanentError, TraceletError
 from tracelet.hookspecs import hookimpl
 from tracelet.info import MAPPING_KINDS, BackendRunRef, ParentRef, PluginInfo, PluginKind, RunInfo
+from tracelet.lifecycle import stop_run_at_exit_first
 from tracelet.log import get_logger
 from tracelet.media import encode_png
 from tracelet.patching import PatchSet, capture_errors
@@ -98,4 +101,5 @@ __all__ = [
     "probe_directory",
     "probe_tcp",
     "probe_url",
+    "stop_run_at_exit_first",
 ]

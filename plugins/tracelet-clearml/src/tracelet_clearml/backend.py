@@ -60,8 +60,9 @@ from tracelet.plugin import (
     names,
     probe_directory,
     probe_url,
+    stop_run_at_exit_first,
 )
-from tracelet_clearml.settings import ClearmlSettings
+from tracelet_clearml.settings import PLUGIN_NAME, ClearmlSettings
 
 __all__ = [
     "FLOAT32_MAX",
@@ -104,7 +105,6 @@ _OPEN_TRACELET_RUNS: set[str] = set()
 
 
 class _Process:
-    exit_handler = False
     config_dir: str | None = None
 
 
@@ -204,7 +204,8 @@ class ClearmlBackend:
         self._report, self._scalar_event = _scalar_reporter(task)
         self._tracelet_run_id = run.id
         _OPEN_TRACELET_RUNS.add(run.id)
-        _stop_before_clearml_at_exit()
+        # ClearML registered its atexit close of the task: the run must stop (and end the task) before it
+        stop_run_at_exit_first(PLUGIN_NAME, _OPEN_TRACELET_RUNS.__contains__)
         self.tracelet_backend_set_tags(
             [
                 Tag(names.TRACELET_VERSION, run.tracelet_version),
@@ -536,24 +537,3 @@ def _restore(saved: dict[str, Any]) -> None:
     if torch is not None and "torch.save" in saved:
         torch.save = saved["torch.save"]
         torch.load = saved["torch.load"]
-
-
-def _stop_before_clearml_at_exit() -> None:
-    """Register :func:`_stop_at_exit` once, after ClearML's own atexit close of its task: it runs first."""
-    if not _PROCESS.exit_handler:
-        _PROCESS.exit_handler = True
-        atexit.register(_stop_at_exit)
-
-
-def _stop_at_exit() -> None:
-    import tracelet
-
-    run = tracelet.active_run()
-    if run is None:
-        return
-    ours = run.id in _OPEN_TRACELET_RUNS
-    while run.parent is not None:  # a child run active on this thread: its top run's stop() ends it too
-        run = run.parent
-        ours = ours or run.id in _OPEN_TRACELET_RUNS
-    if ours:
-        run.stop(RunStatus.FINISHED)

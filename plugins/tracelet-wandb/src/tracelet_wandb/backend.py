@@ -25,7 +25,6 @@ is counted in :attr:`WandbBackend.adjustments` and warned about once per name.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import glob
 import io
@@ -57,6 +56,7 @@ from tracelet.plugin import (
     names,
     probe_directory,
     probe_url,
+    stop_run_at_exit_first,
 )
 from tracelet_wandb.naming import (
     MAX_HISTOGRAM_BINS,
@@ -95,8 +95,6 @@ class _Process:
 
     owns_service = False
     """Whether a W&B run of this plugin started the W&B service (``wandb-core``) of this process."""
-    exit_handler = False
-    """Whether :func:`_stop_at_exit` is registered."""
 
 
 _PROCESS = _Process()
@@ -201,7 +199,8 @@ class WandbBackend:
                 else:
                     os.environ[_SERVICE_VARIABLE] = saved_service
         _LIVE_RUNS[wandb_run.id] = wandb_run
-        _stop_before_wandb_at_exit()
+        # W&B registered its service teardown at exit: the run must stop (and finish) before it
+        stop_run_at_exit_first(PLUGIN_NAME, _OPEN_TRACELET_RUNS.__contains__)
         # W&B's list of active runs is what a script's own wandb.init() returns when a run is open ("returning
         # the previous run") and what reinit="finish_previous" finishes: this run is not the script's.
         _singleton_call(wandb_setup, "remove_active_run", wandb_run)
@@ -486,35 +485,6 @@ def _netrc_has(base_url: str) -> bool:
     except (OSError, netrc.NetrcParseError):
         return False
     return bool(entry and entry[2])
-
-
-def _stop_before_wandb_at_exit() -> None:
-    """Register :func:`_stop_at_exit` once per process, after W&B's own atexit teardown of its service.
-
-    atexit runs handlers in reverse order of registration. Core's handler (which stops the
-    active run at exit) was registered by ``tracelet.start()``, before W&B registered the
-    teardown of its service in ``wandb.init``: left alone, W&B would stop its service first
-    and the run's last records and its end would find no service. This handler, registered
-    after both, runs first.
-    """
-    if not _PROCESS.exit_handler:
-        _PROCESS.exit_handler = True
-        atexit.register(_stop_at_exit)
-
-
-def _stop_at_exit() -> None:
-    """Stop the active Tracelet run, as core's own exit handler would, if its W&B run is still open."""
-    import tracelet
-
-    run = tracelet.active_run()
-    if run is None:
-        return
-    ours = run.id in _OPEN_TRACELET_RUNS
-    while run.parent is not None:  # a child run active on this thread: its top run's stop() ends it too
-        run = run.parent
-        ours = ours or run.id in _OPEN_TRACELET_RUNS
-    if ours:
-        run.stop(RunStatus.FINISHED)
 
 
 def _can_nest(config: dict[str, Any], parts: Sequence[str]) -> bool:
