@@ -11,9 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,38 +23,6 @@ from tracelet.replay import sync
 from tracelet.run import Run
 from tracelet.runindex import RunIndex
 from tracelet.testing import RecordingBackend
-
-_PREAMBLE = "import os, sys, time\nimport tracelet\n"
-
-
-@pytest.fixture
-def child(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """``python -c script`` in ``tmp_path``, in a process group of its own; killed at teardown."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(script: str, **env: str) -> subprocess.Popen[str]:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACELET_") or "PLUGINS" in k}
-        environment.update(TRACELET_STRICT="1", PYTHONUNBUFFERED="1", **env)
-        process = subprocess.Popen(
-            [sys.executable, "-c", _PREAMBLE + textwrap.dedent(script)],
-            cwd=tmp_path,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def _received(results: list[tracelet.replay.ReplayResult]) -> list[tracelet.Metric]:

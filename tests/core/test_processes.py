@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,48 +20,6 @@ from tracelet.replay import replay
 from tracelet.run import Run
 from tracelet.testing import RecordingBackend
 from tracelet_fixtures import hanging
-
-PREAMBLE = (
-    "import faulthandler, json, os, signal, sys, time\n"
-    # The watchdog is a native thread that inherits the creating thread's signal mask: created with SIGTERM
-    # blocked, the kernel cannot hand it the test's SIGTERM (Python would then run the handler only once the
-    # main thread's sleep ended: a flaky test).
-    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
-    "faulthandler.dump_traceback_later(60, exit=True)  # a hung child says where, instead of hanging the test\n"
-    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
-    "import tracelet\n"
-)
-
-
-@pytest.fixture
-def child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start ``python -c script`` in ``tmp_path``, in a process group of its own; killed at teardown."""
-    monkeypatch.chdir(tmp_path)
-    started: list[subprocess.Popen[str]] = []
-
-    def start(script: str, **env: str) -> subprocess.Popen[str]:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACELET_") or "PLUGINS" in k}
-        environment.update(TRACELET_STRICT="1", PYTHONUNBUFFERED="1", **env)
-        process = subprocess.Popen(
-            [sys.executable, "-c", PREAMBLE + textwrap.dedent(script)],
-            cwd=tmp_path,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def _wait_for_line(process: subprocess.Popen[str], text: str) -> str:
