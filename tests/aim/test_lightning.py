@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +14,9 @@ pytest.importorskip("lightning")
 sys.path.insert(0, str(Path(__file__).parents[1] / "lightning"))
 from conftest import read_aim_run
 from lightning_models import PACKAGES, data, lightning, regression_module, trainer
+from lightning_truth import csv_series
 
 from tracelet_aim import AimBackend
-
-
-def _csv_series(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
-    """``name -> [(step, value), ...]`` of every non-empty cell of Lightning's metrics.csv, in row order."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with metrics_csv.open(newline="") as file:
-        for row in csv.DictReader(file):
-            for name, cell in row.items():
-                if name != "step" and cell != "":
-                    series.setdefault(name, []).append((int(row["step"]), float(cell)))
-    return series
 
 
 @pytest.mark.tracelet_plugins("lightning", "pytorch")
@@ -46,7 +35,7 @@ def test_every_csv_row_reaches_aim(tracelet_start: Callable[..., Run], tmp_path:
 
     stored = read_aim_run(repo, backend.run_hash)
     assert stored.status == "FINISHED"
-    truth = _csv_series(Path(csv_logger.log_dir) / "metrics.csv")
+    truth = csv_series(Path(csv_logger.log_dir) / "metrics.csv")
     # tracelet-pytorch's optimizer capture is in the run too: SGD's constant lr once, its hyperparameters as params.
     assert [(step, value) for step, value, _ in stored.metrics.pop("optimizer/SGD/group0/lr")] == [(0, 0.05)]
     assert set(stored.metrics) == set(truth)
